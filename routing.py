@@ -1,0 +1,322 @@
+"""Expert routing: which experts each dataset's tokens use, and what that says about the mixture.
+
+This is steps 2-5 of the algorithm in DESIGN.md §1, as small functions over tensors:
+
+    routers = find_routers(model)                    # the MoE routers, in layer order
+    with RoutingCapture(routers) as capture:         # hooks live only inside the block
+        model(input_ids, attention_mask=mask)
+        counts = capture.histogram(mask.bool())      # (L, E) (token, slot) pairs per expert
+    g = representations(histograms, "last")          # histograms: (k, L, E), one per dataset
+    delta = redundancy(g, "cos", "mean")             # (k,) how redundant each dataset is
+    weights = update_weights(weights, delta, eta=10.0, c=0.05)
+
+The capture counts the experts the model *actually* used: it reads the top-k
+indices each router returns (the very tensor the block hands to its experts),
+and never recomputes a top-k from logits. Recomputing is wrong for routers with
+group-limited routing or a score-correction bias (DeepSeek-V3).
+
+No accelerate, no files: the caller all-reduces histograms across ranks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import torch
+from torch import nn
+
+Distance = Literal["cos", "l2", "inv-l2"]
+Aggregation = Literal["mean", "min", "max"]
+Layers = Literal["last", "all"]
+
+SUPPORTED_MODELS = (
+    "transformers-5 MoE models that declare router_logits recording (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, "
+    "DeepSeek-V3, GPT-OSS, ...) and routemix's own ports `llama_moe` and `moduleformer`"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding the routers
+
+
+def _router_recorders(model: nn.Module) -> list:
+    """The `router_logits` entries of `_can_record_outputs` declared by the classes of the model's modules.
+
+    That covers the model, its base model and the sub-models of a composite model.
+    """
+    recorders = []
+    for module in model.modules():
+        entry = (getattr(type(module), "_can_record_outputs", None) or {}).get("router_logits")
+        for recorder in entry if isinstance(entry, list) else [entry]:
+            if recorder is not None and recorder not in recorders:
+                recorders.append(recorder)
+    return recorders
+
+
+def _is_recorded_router(name: str, module: nn.Module, recorder) -> bool:
+    """Whether `module` (called `name`) is what `recorder` (an OutputRecorder, a class or a class name) records.
+
+    Mirrors transformers' own matching in `utils/output_capturing.py`: by class, or by a
+    class-name suffix of the module path, optionally restricted to a `layer_name`.
+    """
+    if isinstance(recorder, type):
+        return isinstance(module, recorder)
+    if isinstance(recorder, str):
+        return name.endswith(recorder)
+    target_class = getattr(recorder, "target_class", None)
+    class_name = getattr(recorder, "class_name", None)
+    matches = (target_class is not None and isinstance(module, target_class)) or (
+        class_name is not None and name.endswith(class_name)
+    )
+    layer_name = getattr(recorder, "layer_name", None)
+    if matches and layer_name is not None:
+        matches = f".{layer_name.strip('.')}." in f".{name}."
+    return matches
+
+
+def find_routers(model: nn.Module, pattern: str | None = None) -> list[tuple[str, nn.Module]]:
+    """The MoE routers of `model` as `(module name, module)` pairs, in layer order.
+
+    By default the routers are the modules that transformers itself records as
+    `router_logits` (`_can_record_outputs` on the model or its base model); no
+    modeling file is patched. `pattern` (the `--router-pattern` flag) is a regular
+    expression searched in module names instead, for custom models.
+
+    A router must return a tuple whose last element holds the selected expert
+    indices (`(logits, scores, indices)` in every supported family); the capture
+    checks this on the first forward.
+
+    Raises:
+        ValueError: when no router is found, naming the model class and what is supported.
+    """
+    if pattern is not None:
+        regex = re.compile(pattern)
+        routers = [(name, module) for name, module in model.named_modules() if name and regex.search(name)]
+        if not routers:
+            raise ValueError(
+                f"--router-pattern {pattern!r} matches no module name of {type(model).__name__}; "
+                "list them with `[name for name, _ in model.named_modules()]`"
+            )
+        return routers
+    recorders = _router_recorders(model)
+    routers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if any(_is_recorded_router(name, module, recorder) for recorder in recorders)
+    ]
+    if not routers:
+        raise ValueError(
+            f"{type(model).__name__} has no recognisable MoE routers. routemix supports {SUPPORTED_MODELS}. "
+            "For another MoE model pass --router-pattern REGEX, a regular expression that matches the names of "
+            "its router modules (each must return a tuple ending with the selected expert indices)."
+        )
+    return routers
+
+
+def num_experts_of(router: nn.Module) -> int | None:
+    """The number of experts a router chooses from, from its `num_experts` attribute (None if it has none)."""
+    num_experts = getattr(router, "num_experts", None)
+    return int(num_experts) if num_experts is not None else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Capturing what the routers chose
+
+
+def selected_experts(router_name: str, router: nn.Module, output) -> torch.Tensor:
+    """The expert indices in a router's output: the last element of its tuple, as `(tokens, top_k)` int64.
+
+    Raises:
+        TypeError: when the output carries no integer indices (e.g. a router that returns only logits).
+    """
+    indices = output[-1] if isinstance(output, (tuple, list)) else output
+    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
+        returned = type(output).__name__ if not isinstance(output, torch.Tensor) else f"a {output.dtype} tensor"
+        raise TypeError(
+            f"router {router_name!r} ({type(router).__name__}) returned {returned}, not a tuple ending with the "
+            "selected expert indices. routemix counts the experts the model actually used and cannot take them "
+            f"from logits. Supported: {SUPPORTED_MODELS}; with --router-pattern, match modules whose output "
+            "ends with the top-k expert indices."
+        )
+    top_k = indices.shape[-1] if indices.dim() >= 2 else 1
+    return indices.detach().reshape(-1, top_k).long()
+
+
+class RoutingCapture:
+    """Records the experts each router selects, while the `with` block is active.
+
+    Hooks are installed on `__enter__` and removed on `__exit__`, so forwards
+    outside a probe pay nothing. After one or more forwards, `histogram(token_mask)`
+    counts the recorded choices and forgets them.
+
+    Args:
+        routers: `(name, module)` pairs from `find_routers`, in layer order.
+    """
+
+    def __init__(self, routers: list[tuple[str, nn.Module]]):
+        if not routers:
+            raise ValueError("RoutingCapture needs at least one router")
+        self.routers = list(routers)
+        self.num_experts = [num_experts_of(module) for _, module in self.routers]
+        self._pending: list[list[torch.Tensor]] = [[] for _ in self.routers]
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def __enter__(self) -> RoutingCapture:
+        if self.active:
+            raise RuntimeError("RoutingCapture is already active")
+        for layer, (_, module) in enumerate(self.routers):
+            self._handles.append(module.register_forward_hook(self._recorder(layer)))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._pending = [[] for _ in self.routers]
+
+    def _recorder(self, layer: int):
+        name, module = self.routers[layer]
+
+        def record(_module: nn.Module, _args, output) -> None:
+            self._pending[layer].append(selected_experts(name, module, output))
+            if self.num_experts[layer] is None and isinstance(output, (tuple, list)):
+                self.num_experts[layer] = output[0].shape[-1]  # the logits' last dimension
+
+        return record
+
+    def histogram(self, token_mask: torch.Tensor) -> torch.LongTensor:
+        """Counts of (token, slot) pairs per expert over the forwards since the last call: `(L, E)` int64.
+
+        Args:
+            token_mask: which tokens count (padding must not), aligned with `input_ids`
+                of shape `(B, T)`: routers see the batch flattened row-major. After several
+                forwards, pass their masks flattened and concatenated in forward order.
+                Packed rows need no special care: every token of every row is routed.
+
+        The result stays on the routers' device. All layers are counted by a single
+        `torch.bincount`, so there is no host synchronisation per layer.
+        """
+        if any(not pending for pending in self._pending):
+            idle = [self.routers[layer][0] for layer, pending in enumerate(self._pending) if not pending]
+            raise RuntimeError(f"no routing recorded since the last histogram() for {idle}; run a forward first")
+        num_experts = set(self.num_experts)
+        if len(num_experts) != 1:
+            raise ValueError(f"routers choose among different numbers of experts per layer: {self.num_experts}")
+        num_layers, experts = len(self.routers), num_experts.pop()
+        device = self._pending[0][0].device
+        mask = token_mask.reshape(-1).to(device=device, dtype=torch.bool)
+        dropped_bin = num_layers * experts  # one extra bin collects the tokens that do not count
+        bins = []
+        for layer, pending in enumerate(self._pending):
+            indices = torch.cat([chunk.to(device) for chunk in pending])
+            if indices.shape[0] != mask.numel():
+                raise ValueError(
+                    f"router {self.routers[layer][0]!r} routed {indices.shape[0]} tokens since the last histogram() "
+                    f"but token_mask has {mask.numel()}"
+                )
+            bins.append(torch.where(mask[:, None], indices + layer * experts, dropped_bin).reshape(-1))
+        self._pending = [[] for _ in self.routers]
+        counts = torch.bincount(torch.cat(bins), minlength=dropped_bin + 1)
+        if counts.numel() != dropped_bin + 1:
+            raise ValueError(f"a router returned an expert index >= its number of experts ({experts})")
+        return counts[:dropped_bin].reshape(num_layers, experts)
+
+
+# --------------------------------------------------------------------------------------------------
+# From histograms to new weights
+
+
+def representations(histograms: torch.Tensor, layers: Layers = "last") -> torch.Tensor:
+    """Routing representations g: `(k, L, E)` counts -> `(k, D)` float64.
+
+    Each dataset's counts are normalised to sum 1 per layer (a layer without counts
+    stays zero). `last` keeps the last MoE layer (D = E, the paper), `all`
+    concatenates every layer (D = L * E).
+    """
+    counts = histograms.to(torch.float64)
+    totals = counts.sum(dim=-1, keepdim=True)
+    normalised = counts / torch.where(totals > 0, totals, torch.ones_like(totals))
+    if layers == "last":
+        return normalised[:, -1, :]
+    if layers == "all":
+        return normalised.reshape(normalised.shape[0], -1)
+    raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
+
+
+def similarity(g: torch.Tensor, distance: Distance) -> torch.Tensor:
+    """Pairwise `(k, k)` matrix: cosine similarity for `cos`, Euclidean distance for `l2` and `inv-l2`.
+
+    A zero representation has cosine similarity 0 with everything.
+    """
+    g = g.to(torch.float64)
+    if distance == "cos":
+        norms = g.norm(dim=-1)
+        unit = g / torch.where(norms > 0, norms, torch.ones_like(norms))[:, None]
+        return unit @ unit.T
+    if distance in ("l2", "inv-l2"):
+        return (g[:, None, :] - g[None, :, :]).pow(2).sum(dim=-1).sqrt()
+    raise ValueError(f"distance must be 'cos', 'l2' or 'inv-l2', got {distance!r}")
+
+
+def reverse_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Give the r-th smallest value the r-th largest value (the paper's inverse hypothesis).
+
+    Ties are deterministic and order-free: tied entries (equal to 12 decimals) share
+    the mean of the values their positions receive, so permuting the input permutes
+    the output.
+    """
+    order = torch.argsort(values, stable=True)
+    ascending = values[order]
+    reversed_values = torch.empty_like(values)
+    reversed_values[order] = ascending.flip(0)
+    _, group = torch.unique(torch.round(values, decimals=12), return_inverse=True)
+    group_sums = torch.zeros(int(group.max()) + 1, dtype=values.dtype).index_add_(0, group, reversed_values)
+    group_sizes = torch.bincount(group).to(values.dtype)
+    return (group_sums / group_sizes)[group]
+
+
+def redundancy(g: torch.Tensor, distance: Distance = "cos", agg: Aggregation = "mean") -> torch.Tensor:
+    """delta_i, how redundant dataset i is relative to the others j != i: `(k, D)` -> `(k,)` float64.
+
+    cos: 1 - agg_j cos(g_i, g_j); l2: agg_j ||g_i - g_j||; inv-l2: the l2 deltas with their ranks reversed.
+    """
+    k = g.shape[0]
+    if k < 2:
+        raise ValueError(f"redundancy needs at least 2 datasets, got {k}")
+    pairwise = similarity(g, distance)
+    others = pairwise[~torch.eye(k, dtype=torch.bool)].reshape(k, k - 1)
+    if agg == "mean":
+        aggregated = others.mean(dim=1)
+    elif agg == "min":
+        aggregated = others.min(dim=1).values
+    elif agg == "max":
+        aggregated = others.max(dim=1).values
+    else:
+        raise ValueError(f"agg must be 'mean', 'min' or 'max', got {agg!r}")
+    if distance == "cos":
+        return 1.0 - aggregated
+    if distance == "inv-l2":
+        return reverse_ranks(aggregated)
+    return aggregated
+
+
+def update_weights(weights, delta, eta: float, c: float) -> torch.Tensor:
+    """One step of the update: alpha = log w + eta * delta; w = softmax(alpha); w = (1 - c) w + c / k.
+
+    The result (float64) sums to 1 and every weight is at least c / k.
+    """
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    delta = torch.as_tensor(delta, dtype=torch.float64)
+    if weights.shape != delta.shape or weights.dim() != 1:
+        raise ValueError(f"weights {tuple(weights.shape)} and delta {tuple(delta.shape)} must be equal 1-D shapes")
+    if not (weights > 0).all() or not torch.isfinite(weights).all():
+        raise ValueError(f"weights must be positive and finite, got {weights.tolist()}")
+    if not 0.0 <= c <= 1.0:
+        raise ValueError(f"smoothing c must be in [0, 1], got {c}")
+    alpha = torch.log(weights / weights.sum()) + eta * delta
+    return (1.0 - c) * torch.softmax(alpha, dim=0) + c / weights.numel()
