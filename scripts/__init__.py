@@ -1,0 +1,1 @@
+"""Command-line helpers that build routemix's bundled assets (demo data, tiny tokenizer)."""

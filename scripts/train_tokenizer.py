@@ -1,0 +1,130 @@
+"""Train the tiny model's tokenizer on the bundled demo data and save it to models/tiny/.
+
+A byte-level BPE with 2,048 entries: every byte is in the base alphabet, so no
+text is ever unknown. The first ids are the special tokens:
+
+    0 <|pad|>        padding
+    1 <|endoftext|>  bos
+    2 <|im_start|>   opens a ChatML turn
+    3 <|im_end|>     closes a turn; eos (generation stops here)
+
+The ChatML chat template wraps each assistant reply and its <|im_end|> in
+`{% generation %}` so that `apply_chat_template(..., return_assistant_tokens_mask=True,
+return_dict=True)` marks exactly the tokens to train on.
+
+    python scripts/make_demo_data.py     # first, if data/demo/ is missing
+    python scripts/train_tokenizer.py    # writes models/tiny/{tokenizer.json, tokenizer_config.json, chat_template.jinja}
+
+Deterministic: the same data gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VOCAB_SIZE = 2048
+"""Entries in the vocabulary, special tokens included."""
+MODEL_MAX_LENGTH = 2048
+"""Longest sequence the tiny model is meant to see; recorded in tokenizer_config.json."""
+PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = [PAD, BOS, IM_START, IM_END]
+"""In id order: <|pad|> = 0, <|endoftext|> = 1, <|im_start|> = 2, <|im_end|> = 3."""
+
+CHATML_TEMPLATE = r"""{%- for message in messages -%}
+    {%- if message['role'] == 'assistant' -%}
+        {{- '<|im_start|>assistant\n' -}}
+        {%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}
+        {{- '\n' -}}
+    {%- else -%}
+        {{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' -}}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<|im_start|>assistant\n' -}}
+{%- endif -%}
+"""
+"""ChatML, no default system prompt; assistant content + <|im_end|> is the generation span."""
+
+
+SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+
+
+def record_texts(record: dict) -> Iterator[str]:
+    """Every text field of a ShareGPT, OpenAI-messages or Alpaca record, plus each turn's ChatML role name.
+
+    The role names go in so that the chat template's headers ("assistant", "user", "system")
+    become single tokens.
+    """
+    for turn in record.get("conversations", []):
+        yield SHAREGPT_ROLES[turn["from"]]
+        yield turn["value"]
+    for message in record.get("messages", []):
+        yield message["role"]
+        yield message["content"]
+    for key in ("system_prompt", "instruction", "input", "output"):
+        if record.get(key):
+            yield record[key]
+
+
+def corpus_texts(train_dir: Path) -> Iterator[str]:
+    """Text fields of every record under `train_dir/<name>/*.jsonl`, in sorted file order."""
+    for path in sorted(train_dir.glob("*/*.jsonl")):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield from record_texts(json.loads(line))
+
+
+def train_bpe(texts: Iterator[str], vocab_size: int = VOCAB_SIZE) -> Tokenizer:
+    """A byte-level BPE trained on `texts`, with SPECIAL_TOKENS at ids 0..3."""
+    tokenizer = Tokenizer(models.BPE())  # no unk_token: the byte alphabet covers every input
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def wrap_for_transformers(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """The trained tokenizer with its special-token roles and chat template, ready for save_pretrained."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=IM_END,
+        pad_token=PAD,
+        additional_special_tokens=[IM_START],
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=MODEL_MAX_LENGTH,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "demo", help="dataset folder with train/")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "tiny", help="tokenizer output folder")
+    args = parser.parse_args()
+    tokenizer = train_bpe(corpus_texts(args.data / "train"))
+    for token_id, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_to_id(token) == token_id, f"{token} should have id {token_id}"
+    wrapped = wrap_for_transformers(tokenizer)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = wrapped.save_pretrained(args.out)
+    print(f"vocabulary: {tokenizer.get_vocab_size()} entries; wrote {', '.join(sorted(Path(p).name for p in written))}")
+
+
+if __name__ == "__main__":
+    main()
