@@ -13,7 +13,8 @@ The ChatML chat template wraps each assistant reply and its <|im_end|> in
 return_dict=True)` marks exactly the tokens to train on.
 
     python scripts/make_demo_data.py     # first, if data/demo/ is missing
-    python scripts/train_tokenizer.py    # writes models/tiny/{tokenizer.json, tokenizer_config.json, chat_template.jinja}
+    python scripts/train_tokenizer.py    # writes models/tiny/: tokenizer.json, tokenizer_config.json,
+                                         # chat_template.jinja
 
 Deterministic: the same data gives byte-identical files.
 """
