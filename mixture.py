@@ -97,8 +97,7 @@ def _read_named_values(path: str | Path, names: list[str], what: str) -> dict[st
     missing = sorted(set(names) - set(values))
     if unknown or missing:
         raise ValueError(
-            f"{what} file {path} must name exactly the datasets {sorted(names)}: "
-            f"unknown {unknown}, missing {missing}"
+            f"{what} file {path} must name exactly the datasets {sorted(names)}: unknown {unknown}, missing {missing}"
         )
     not_numbers = sorted(
         name

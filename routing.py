@@ -196,7 +196,9 @@ class RoutingCapture:
             token_mask: which tokens count (padding must not), aligned with `input_ids`
                 of shape `(B, T)`: routers see the batch flattened row-major. After several
                 forwards, pass their masks flattened and concatenated in forward order.
-                Packed rows need no special care: every token of every row is routed.
+                Packed rows need no special care here: every token of every row is routed
+                (but run the model with `use_cache=False`, or transformers ignores the packing
+                boundaries in `position_ids` in eval mode).
 
         The result stays on the routers' device. All layers are counted by a single
         `torch.bincount`, so there is no host synchronisation per layer.
@@ -204,13 +206,12 @@ class RoutingCapture:
         if any(not pending for pending in self._pending):
             idle = [self.routers[layer][0] for layer, pending in enumerate(self._pending) if not pending]
             raise RuntimeError(f"no routing recorded since the last histogram() for {idle}; run a forward first")
-        num_experts = set(self.num_experts)
-        if len(num_experts) != 1:
+        if len(set(self.num_experts)) != 1:
             raise ValueError(f"routers choose among different numbers of experts per layer: {self.num_experts}")
-        num_layers, experts = len(self.routers), num_experts.pop()
+        num_layers, num_experts = len(self.routers), self.num_experts[0]
         device = self._pending[0][0].device
         mask = token_mask.reshape(-1).to(device=device, dtype=torch.bool)
-        dropped_bin = num_layers * experts  # one extra bin collects the tokens that do not count
+        dropped_bin = num_layers * num_experts  # one extra bin collects the tokens that do not count
         bins = []
         for layer, pending in enumerate(self._pending):
             indices = torch.cat([chunk.to(device) for chunk in pending])
@@ -219,12 +220,12 @@ class RoutingCapture:
                     f"router {self.routers[layer][0]!r} routed {indices.shape[0]} tokens since the last histogram() "
                     f"but token_mask has {mask.numel()}"
                 )
-            bins.append(torch.where(mask[:, None], indices + layer * experts, dropped_bin).reshape(-1))
+            bins.append(torch.where(mask[:, None], indices + layer * num_experts, dropped_bin).reshape(-1))
         self._pending = [[] for _ in self.routers]
         counts = torch.bincount(torch.cat(bins), minlength=dropped_bin + 1)
         if counts.numel() != dropped_bin + 1:
-            raise ValueError(f"a router returned an expert index >= its number of experts ({experts})")
-        return counts[:dropped_bin].reshape(num_layers, experts)
+            raise ValueError(f"a router returned an expert index >= its number of experts ({num_experts})")
+        return counts[:dropped_bin].reshape(num_layers, num_experts)
 
 
 # --------------------------------------------------------------------------------------------------
