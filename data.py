@@ -1,0 +1,302 @@
+"""Reading datasets, chat formatting with assistant-only labels, and padding-free packing.
+
+A dataset folder holds ``train/<name>/*.jsonl`` and ``dev/<name>.jsonl`` (or
+``dev/<name>/*.jsonl``); the dataset name is the folder or file stem. Each line
+is one record in any of three formats:
+
+- ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}],
+  "system_prompt": optional}``
+- OpenAI messages: ``{"messages": [{"role": "user"|"assistant"|"system", "content": ...}]}``
+- Alpaca: ``{"instruction": ..., "input": optional, "output": ...}``
+
+Every record becomes a list of ``{"role", "content"}`` messages, is rendered with
+the tokenizer's chat template, and is trained on its assistant tokens only
+(every assistant turn, including the end-of-turn token the template adds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+IGNORE_INDEX = -100
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+Messages = list[dict[str, str]]
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, line or dataset."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+def to_messages(record: dict) -> Messages:
+    """One record in any supported format -> chat messages. Raises ValueError saying what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a record must be a JSON object, got {type(record).__name__}")
+    if "conversations" in record:
+        messages = []
+        if record.get("system_prompt"):
+            messages.append({"role": "system", "content": str(record["system_prompt"])})
+        for turn in record["conversations"]:
+            role = SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+            if role is None:
+                raise ValueError(f"unknown ShareGPT turn {turn!r}")
+            messages.append({"role": role, "content": str(turn.get("value", ""))})
+    elif "messages" in record:
+        messages = []
+        for turn in record["messages"]:
+            if not isinstance(turn, dict) or turn.get("role") not in ("system", "user", "assistant"):
+                raise ValueError(f"unknown message {turn!r}")
+            messages.append({"role": turn["role"], "content": str(turn.get("content") or "")})
+    elif "instruction" in record and "output" in record:
+        prompt = str(record["instruction"])
+        if record.get("input"):
+            prompt += "\n\n" + str(record["input"])
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(record["output"])}]
+    else:
+        raise ValueError(f"unknown record format with keys {sorted(record)} (expected conversations, messages or instruction/output)")
+    check_turn_order(messages)
+    return messages
+
+
+def check_turn_order(messages: Messages) -> None:
+    """An optional system message, then user/assistant alternating, starting with user, with an assistant turn."""
+    turns = messages[1:] if messages and messages[0]["role"] == "system" else messages
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in turns):
+        raise ValueError("no assistant turn")
+    for i, message in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            raise ValueError(f"broken role order: turn {i} is {message['role']!r}, expected {expected!r}")
+
+
+def read_jsonl(path: Path, *, skip_bad_lines: bool = False, stats: Counter | None = None) -> list[dict]:
+    """The JSON objects of a .jsonl file. A malformed line is an error naming file and line,
+    or, with `skip_bad_lines`, a skipped line counted in `stats["bad_lines"]`."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if not skip_bad_lines:
+                    raise DataError(f"{path}:{line_no}: malformed JSON ({e.msg}); pass --skip-bad-records to skip such lines") from None
+                if stats is not None:
+                    stats["bad_lines"] += 1
+    return records
+
+
+def split_files(folder: Path, split: str) -> dict[str, list[Path]]:
+    """Dataset name -> its .jsonl files in `folder/split` (`<name>/*.jsonl` or `<name>.jsonl`)."""
+    root = Path(folder) / split
+    if not root.is_dir():
+        raise DataError(f"{root} does not exist: a data folder needs train/<name>/*.jsonl and dev/<name>.jsonl")
+    files: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir():
+            files[entry.name] = sorted(entry.glob("*.jsonl"))
+        elif entry.suffix == ".jsonl":
+            files.setdefault(entry.stem, []).append(entry)
+    return files
+
+
+def load_split(
+    folder: Path | str, split: str, *, skip_bad_lines: bool = False, stats: dict[str, Counter] | None = None
+) -> dict[str, list[Messages]]:
+    """Dataset name -> conversations of one split. Records with no assistant turn or a broken role order
+    are skipped and counted in `stats[name]` (`no_assistant`, `bad_order`, ...); an empty dataset is an error."""
+    datasets = {}
+    for name, paths in split_files(Path(folder), split).items():
+        counts = Counter()
+        conversations = []
+        for path in paths:
+            for record in read_jsonl(path, skip_bad_lines=skip_bad_lines, stats=counts):
+                try:
+                    conversations.append(to_messages(record))
+                except ValueError as e:
+                    counts["no_assistant" if "no assistant" in str(e) else "bad_record"] += 1
+        if not conversations:
+            raise DataError(f"dataset {name!r} in {Path(folder) / split} has no usable records ({dict(counts) or 'no files'})")
+        datasets[name] = conversations
+        if stats is not None:
+            stats[name] = counts
+    if not datasets:
+        raise DataError(f"no datasets in {Path(folder) / split}")
+    return datasets
+
+
+def load_train_dev(folder: Path | str, **kwargs) -> tuple[dict[str, list[Messages]], dict[str, list[Messages]]]:
+    """Both splits; their dataset names must match."""
+    train, dev = load_split(folder, "train", **kwargs), load_split(folder, "dev", **kwargs)
+    if sorted(train) != sorted(dev):
+        raise DataError(
+            f"train and dev dataset names differ in {folder}: only in train {sorted(set(train) - set(dev))}, "
+            f"only in dev {sorted(set(dev) - set(train))}"
+        )
+    return train, dev
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX outside assistant tokens
+    truncated: bool = False
+
+
+def encode(tokenizer, messages: Messages, max_len: int) -> Example:
+    """Render `messages` with the chat template and label the assistant spans.
+
+    The span of assistant turn i is the text between the rendering of messages[:i] with a
+    generation prompt and the rendering of messages[:i+1]; tokens whose first character falls
+    in a span are trained on. Works with any template that renders conversations prefix-wise.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+        end_text = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not text.startswith(end_text):
+            raise ValueError("the chat template does not render conversations prefix-wise; cannot find assistant spans")
+        spans.append((start, len(end_text)))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = encoding["input_ids"]
+    labels = [IGNORE_INDEX] * len(input_ids)
+    span = 0
+    for t, (char_start, _) in enumerate(encoding["offset_mapping"]):
+        while span < len(spans) and char_start >= spans[span][1]:
+            span += 1
+        if span < len(spans) and char_start >= spans[span][0]:
+            labels[t] = input_ids[t]
+    labels[0] = IGNORE_INDEX  # nothing predicts the first token of an example
+    truncated = len(input_ids) > max_len
+    return Example(input_ids[:max_len], labels[:max_len], truncated)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def best_fit(free: list[int], length: int) -> int | None:
+    """The row with the least free room that still holds `length` tokens (None if none does)."""
+    fits = [r for r, room in enumerate(free) if room >= length]
+    return min(fits, key=lambda r: free[r]) if fits else None
+
+
+def pack(examples: list[Example], seq_len: int, rows: int) -> list[list[list[Example]]]:
+    """All of `examples`, in order, best-fit into batches of `rows` rows of `seq_len` tokens (used for the
+    fixed probe batches; training batches come from `PackedStream`)."""
+    batches, placed, free = [], [[] for _ in range(rows)], [seq_len] * rows
+    for example in examples:
+        r = best_fit(free, len(example.input_ids))
+        if r is None:
+            batches.append(placed)
+            placed, free = [[] for _ in range(rows)], [seq_len] * rows
+            r = 0
+        placed[r].append(example)
+        free[r] -= len(example.input_ids)
+    if any(placed):
+        batches.append(placed)
+    return batches
+
+
+class PackedStream:
+    """Training micro-batches: examples in the order `draw()` gives them, tokenised on first use
+    (then cached), best-fit into `rows` rows of `seq_len` tokens.
+
+    The first example that fits no row of the current batch starts the next one; it is the
+    stream's only state besides the sampler's (`state_dict()` holds it for exact resume).
+    """
+
+    def __init__(self, draw, datasets: dict[str, list[Messages]], tokenizer, seq_len: int, rows: int):
+        self.draw, self.datasets, self.tokenizer = draw, datasets, tokenizer
+        self.seq_len, self.rows = seq_len, rows
+        self.pending: list[tuple[str, int]] = []
+        self.truncated: Counter = Counter()
+        self._cache: dict[tuple[str, int], Example] = {}
+
+    def example(self, name: str, index: int) -> Example:
+        key = (name, index)
+        if key not in self._cache:
+            example = encode(self.tokenizer, self.datasets[name][index], self.seq_len)
+            self.truncated[name] += example.truncated
+            self._cache[key] = example
+        return self._cache[key]
+
+    def next_batch(self) -> tuple[dict[str, torch.Tensor], Counter]:
+        """`(batch tensors, assistant tokens per dataset)`."""
+        keys, self.pending = self.pending, []
+        placed, free = [[] for _ in range(self.rows)], [self.seq_len] * self.rows
+        trained = Counter()
+        i = 0
+        while True:
+            if i == len(keys):
+                keys.append(self.draw())
+            example = self.example(*keys[i])
+            r = best_fit(free, len(example.input_ids))
+            if r is None:
+                self.pending = keys[i:]
+                break
+            placed[r].append(example)
+            free[r] -= len(example.input_ids)
+            trained[keys[i][0]] += sum(label != IGNORE_INDEX for label in example.labels)
+            i += 1
+        return collate_packed(placed, self.seq_len, self.tokenizer.pad_token_id), trained
+
+    def state_dict(self) -> dict:
+        return {"pending": [list(key) for key in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [tuple(key) for key in state["pending"]]
+
+
+def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of whole examples -> tensors of shape (rows, seq_len).
+
+    `position_ids` restart at 0 for every example (the model builds a block-diagonal causal mask
+    from them, so attention never crosses examples); the padding at the end of a row is its own
+    block with labels IGNORE_INDEX and `token_mask` False.
+    """
+    shape = (len(rows), seq_len)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    token_mask = torch.zeros(shape, dtype=torch.bool)
+    for r, row in enumerate(rows):
+        t = 0
+        for example in row:
+            n = len(example.input_ids)
+            input_ids[r, t : t + n] = torch.tensor(example.input_ids)
+            labels[r, t : t + n] = torch.tensor(example.labels)
+            position_ids[r, t : t + n] = torch.arange(n)
+            token_mask[r, t : t + n] = True
+            t += n
+        position_ids[r, t:] = torch.arange(seq_len - t)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "token_mask": token_mask}
+
+
+def collate_padded(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """One example per row, right-padded to the longest, with an attention mask (no packing)."""
+    width = max(len(e.input_ids) for e in examples)
+    shape = (len(examples), width)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros(shape, dtype=torch.long)
+    for r, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[r, :n] = torch.tensor(e.input_ids)
+        labels[r, :n] = torch.tensor(e.labels)
+        attention_mask[r, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask, "token_mask": attention_mask.bool()}

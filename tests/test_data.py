@@ -1,0 +1,135 @@
+"""Assistant-only labels for every record format, and packed batches equal to one-by-one forwards."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+import data
+from models import TINY_DIR, load_model, token_loss_sum
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(TINY_DIR)
+
+
+def trained_text(tokenizer, example):
+    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != data.IGNORE_INDEX])
+
+
+def prompt_text(tokenizer, example):
+    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label == data.IGNORE_INDEX])
+
+
+RECORDS = {
+    "sharegpt": (
+        {"system_prompt": "Be brief.", "conversations": [
+            {"from": "human", "value": "Add 2 and 3."}, {"from": "gpt", "value": "5"},
+            {"from": "human", "value": "Times 4?"}, {"from": "gpt", "value": "20"}]},
+        "5<|im_end|>\n20<|im_end|>\n",
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd 2 and 3.<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>user\nTimes 4?<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    "messages": (
+        {"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]},
+        "Paris.<|im_end|>\n",
+        "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    "alpaca": (
+        {"instruction": "Reverse the word.", "input": "abc", "output": "cba"},
+        "cba<|im_end|>\n",
+        "<|im_start|>user\nReverse the word.\n\nabc<|im_end|>\n<|im_start|>assistant\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(RECORDS))
+def test_labels_cover_every_assistant_turn_and_nothing_else(tokenizer, fmt):
+    record, trained, prompt = RECORDS[fmt]
+    example = data.encode(tokenizer, data.to_messages(record), max_len=512)
+    assert trained_text(tokenizer, example) == trained
+    assert prompt_text(tokenizer, example) == prompt
+    labelled = [i for i, label in enumerate(example.labels) if label != data.IGNORE_INDEX]
+    assert all(example.labels[i] == example.input_ids[i] for i in labelled)
+    assert not example.truncated
+
+
+def test_truncation_is_flagged(tokenizer):
+    record, _, _ = RECORDS["sharegpt"]
+    example = data.encode(tokenizer, data.to_messages(record), max_len=10)
+    assert len(example.input_ids) == len(example.labels) == 10 and example.truncated
+
+
+def test_bad_records_are_skipped_and_counted(tmp_path):
+    for split in ("train", "dev"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        lines = [
+            RECORDS["messages"][0],
+            {"messages": [{"role": "user", "content": "no answer"}]},                                     # no assistant
+            {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},      # bad order
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "  "}]},         # empty answer
+        ]
+        (tmp_path / split / "a" / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    stats = {}
+    train, dev = data.load_train_dev(tmp_path, stats=stats)
+    assert len(train["a"]) == 1 and len(dev["a"]) == 1
+    assert stats["a"] == {"no_assistant": 2, "bad_record": 1}
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    path = tmp_path / "train" / "a" / "x.jsonl"
+    path.write_text(json.dumps(RECORDS["alpaca"][0]) + "\n{not json\n")
+    with pytest.raises(data.DataError, match=rf"{path}:2: malformed JSON"):
+        data.load_split(tmp_path, "train")
+    stats = {}
+    assert len(data.load_split(tmp_path, "train", skip_bad_lines=True, stats=stats)["a"]) == 1
+    assert stats["a"]["bad_lines"] == 1
+
+
+def test_train_and_dev_names_must_match(tmp_path):
+    for split, name in (("train", "a"), ("dev", "b")):
+        (tmp_path / split / name).mkdir(parents=True)
+        (tmp_path / split / name / "x.jsonl").write_text(json.dumps(RECORDS["alpaca"][0]) + "\n")
+    with pytest.raises(data.DataError, match=r"only in train \['a'\], only in dev \['b'\]"):
+        data.load_train_dev(tmp_path)
+
+
+def test_pack_is_best_fit_in_order():
+    lengths = [6, 5, 4, 3, 3, 2]
+    examples = [data.Example(list(range(n)), list(range(n))) for n in lengths]
+    batches = data.pack(examples, seq_len=8, rows=2)
+    as_lengths = [[[len(e.input_ids) for e in row] for row in batch] for batch in batches]
+    # 6 -> row 0 (2 left); 5 -> row 1 (3 left); 4 fits nowhere: a new batch. 4 -> row 0 (4 left);
+    # 3 -> row 0, the fuller row that fits (1 left); 3 -> row 1 (5 left); 2 -> row 1 (3 left).
+    assert as_lengths == [[[6], [5]], [[4, 3], [3, 2]]]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    model, tokenizer = load_model("tiny", seed=0)
+    return model.eval(), tokenizer
+
+
+def test_packed_equals_one_by_one_with_negative_control(tiny_model, tokenizer):
+    model, _ = tiny_model
+    examples = [data.encode(tokenizer, data.to_messages(RECORDS[f][0]), 512) for f in sorted(RECORDS)]
+    seq_len = sum(len(e.input_ids) for e in examples) + 5  # 5 padding tokens at the end of the row
+    batch = data.collate_packed([examples], seq_len, tokenizer.pad_token_id)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        no_positions = model(input_ids=batch["input_ids"]).logits[0]
+        packed_loss = token_loss_sum(packed[None], batch["labels"])
+        start, separate_loss, worst, worst_control = 0, 0.0, 0.0, 0.0
+        for e in examples:
+            n = len(e.input_ids)
+            alone = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+            worst = max(worst, (packed[start : start + n] - alone).abs().max().item())
+            worst_control = max(worst_control, (no_positions[start : start + n] - alone).abs().max().item())
+            separate_loss += token_loss_sum(alone[None], torch.tensor([e.labels])).item()
+            start += n
+    assert worst <= 1e-5
+    assert abs(packed_loss.item() - separate_loss) <= 1e-5 * separate_loss
+    assert worst_control > 1e-2  # without position_ids attention crosses examples: packing would be wrong
