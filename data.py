@@ -231,7 +231,8 @@ class PackedStream:
         key = (name, index)
         if key not in self._cache:
             example = encode(self.tokenizer, self.datasets[name][index], self.seq_len)
-            self.truncated[name] += example.truncated
+            if example.truncated:
+                self.truncated[name] += 1
             self._cache[key] = example
         return self._cache[key]
 

@@ -92,8 +92,8 @@ class Args:
     """Initial sampling weights: `uniform`, `size` (proportional to train size) or a JSON file {"name": weight}."""
     probe_every: int | None = None
     """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
-    probe_batches: int = 5
-    """Micro-batches of each dataset's dev set per probe (the same examples every probe)."""
+    probe_batches: int | None = None
+    """Micro-batches of each dataset's dev set per probe, the same examples every probe (default: 3 for `tiny`, 5 otherwise, as the paper)."""
     probe_tokens: Literal["all", "response"] = "all"
     """Count the routing of all real tokens (the paper) or only of assistant tokens."""
     layers: Literal["last", "all"] = "last"
@@ -123,6 +123,8 @@ class Args:
     or a checkpoint folder."""
     skip_bad_records: bool = False
     """Skip malformed JSONL lines (counted and reported) instead of stopping."""
+    skip_nonfinite: int = 0
+    """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first."""
 
 
 def resolve_defaults(args: Args) -> Args:
@@ -131,6 +133,7 @@ def resolve_defaults(args: Args) -> Args:
     args.lr = args.lr if args.lr is not None else (1e-3 if tiny else 2e-5)
     args.seq_len = args.seq_len or (256 if tiny else 2048)
     args.probe_every = args.probe_every or (25 if tiny else 100)
+    args.probe_batches = args.probe_batches or (3 if tiny else 5)
     args.out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if args.mix == "refloss" and args.ref_loss is None:
         raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
@@ -401,14 +404,27 @@ def main(args: Args) -> None:
     # --- the loop: m optimizer steps, then probe -> reweight -> log -> checkpoint
     model.train()
     progress = tqdm(total=args.max_steps, initial=step, disable=not is_main, desc="train")
+    skipped_nonfinite = 0
     last_log = time.perf_counter()
     tokens_since_log = 0
     while step < args.max_steps:
-        micro_batches = [stream.next_batch()[0] for _ in range(args.grad_accum)]
+        micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
         loss_sum, global_tokens = forward_backward(model, micro_batches, accelerator, args.aux_loss_coef)
         grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise RuntimeError(f"non-finite gradient norm at step {step + 1} (loss {float(loss_sum):.4g}); nothing was saved for this step")
+        if not torch.isfinite(grad_norm):  # a NaN/inf loss; the same on every rank after the gradient all-reduce
+            optimizer.zero_grad(set_to_none=True)
+            skipped_nonfinite += 1
+            names_in_step = sorted(set().union(*datasets))
+            if skipped_nonfinite > args.skip_nonfinite:
+                raise SystemExit(
+                    f"non-finite loss or gradient at step {step + 1} (loss sum {float(loss_sum):.4g}, datasets in the "
+                    f"step: {names_in_step}); stopped without updating the model or saving. Non-finite steps so far: "
+                    f"{skipped_nonfinite} (allowed by --skip-nonfinite: {args.skip_nonfinite}). Last good checkpoint: "
+                    f"{complete_checkpoints(out)[-1] if complete_checkpoints(out) else 'none'}"
+                )
+            if is_main:
+                print(f"warning: skipped non-finite step {step + 1} ({skipped_nonfinite}/{args.skip_nonfinite}), datasets {names_in_step}")
+            continue
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

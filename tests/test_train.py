@@ -1,10 +1,6 @@
 """The training loop: gradient accumulation equivalence, and a real `accelerate launch train.py` run."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +9,8 @@ from accelerate.state import AcceleratorState, GradientState
 
 import data
 import train
+from launch import REPO, run_train
 from models import load_model
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[str, torch.Tensor]:
@@ -45,12 +40,6 @@ def test_gradient_accumulation_matches_one_big_batch():
     worst = max((big[k] - small[k]).abs().max().item() for k in big)
     assert worst <= 1e-5
     assert abs(big_loss.item() - small_loss.item()) <= 1e-6
-
-
-def run_train(out: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "train.py", "--out", str(out), *extra]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_smoke_run_as_users_launch_it(tmp_path):

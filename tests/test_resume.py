@@ -1,0 +1,90 @@
+"""A run killed right after a checkpoint, or in the middle of a save, resumes exactly (bitwise on CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+from launch import ENV, REPO, TINY_RUN, launch_command, run_train
+
+RUN = [*TINY_RUN, "--max-steps", "24", "--probe-every", "3", "--save-every", "4", "--seed", "7"]
+
+# Runs train.py in-process and SIGKILLs it just before the COMPLETE marker of step 8 is written:
+# every file of that checkpoint is on disk, but the save never finished.
+CRASH_IN_SAVE = """
+import os, signal, sys, tyro
+sys.argv[0] = "train.py"
+import train
+write_atomic = train.write_atomic
+def crash_before_marker(path, text):
+    if path.name == train.COMPLETE and path.parent.name == "step_8":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_atomic(path, text)
+train.write_atomic = crash_before_marker
+train.main(tyro.cli(train.Args))
+"""
+
+
+def comparable(out):
+    """Everything a resumed run must reproduce: per-step losses, mixture updates, final weights and model."""
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for record in metrics:
+        del record["tokens_per_s"]  # wall-clock
+    updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    for record in updates:
+        del record["seconds"]  # wall-clock
+    weights = json.loads((out / "final" / "mixture_weights.json").read_text())
+    model = load_file(out / "final" / "model.safetensors")
+    return metrics, updates, weights, model
+
+
+def assert_same_run(a, b):
+    metrics_a, updates_a, weights_a, model_a = a
+    metrics_b, updates_b, weights_b, model_b = b
+    assert [m["step"] for m in metrics_b] == list(range(1, 25))
+    assert metrics_a == metrics_b  # bitwise: floats compare exactly
+    assert updates_a == updates_b
+    assert weights_a == weights_b
+    assert model_a.keys() == model_b.keys() and all((model_a[k] == model_b[k]).all() for k in model_a)
+
+
+def test_kill_after_checkpoint_and_in_save_resume_exactly(tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    result = run_train(uninterrupted, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = comparable(uninterrupted)
+
+    # 1. SIGKILL as soon as the step-4 checkpoint is complete, then launch the same command again.
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(launch_command(killed, *RUN), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = killed / "checkpoints" / "step_4" / "COMPLETE"
+    deadline = time.time() + 240
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert marker.exists() and not (killed / "final").exists(), "the run must be killed mid-training"
+    result = run_train(killed, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout
+    assert_same_run(expected, comparable(killed))
+
+    # 2. SIGKILL in the middle of the step-8 save: the incomplete folder is ignored and removed,
+    #    and the run resumes from step 4.
+    crashed = tmp_path / "crashed"
+    result = subprocess.run([sys.executable, "-c", CRASH_IN_SAVE, "--out", str(crashed), *RUN], cwd=REPO, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL
+    incomplete = crashed / "checkpoints" / "step_8"
+    assert (incomplete / "model.safetensors").exists() and not (incomplete / "COMPLETE").exists()
+    result = run_train(crashed, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"removing {incomplete}" in result.stdout and "checkpoints/step_4 at step 4" in result.stdout
+    assert_same_run(expected, comparable(crashed))
+    # only the newest --keep-checkpoints (2) complete checkpoints are kept
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == ["step_20", "step_24"]
