@@ -472,4 +472,9 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except ValueError as error:  # bad input (data, weights files, a model without routers): a message, not a traceback
+        if os.environ.get("ROUTEMIX_TRACEBACK"):
+            raise
+        raise SystemExit(f"routemix: error: {error}\n(set ROUTEMIX_TRACEBACK=1 for the traceback)") from None

@@ -64,16 +64,12 @@ def load_model(
     attn_implementation = attn_implementation or attention_implementation(device)
     if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ImportError("--attn-implementation flash_attention_2 needs flash-attn: pip install -r requirements-gpu.txt")
-    # batched_mm experts are ~60x slower than grouped_mm or eager on CPU.
-    experts_implementation = experts_implementation or ("grouped_mm" if device.type == "cpu" else None)
     if name == "tiny":
         tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
         config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(
-                config, dtype=dtype, attn_implementation=attn_implementation, experts_implementation=experts_implementation
-            )
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
     else:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -82,8 +78,11 @@ def load_model(
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
-            **({"experts_implementation": experts_implementation} if experts_implementation else {}),
         )
+    if experts_implementation is not None:
+        model.set_experts_implementation(experts_implementation)
+    elif device.type == "cpu" and getattr(model.config, "_experts_implementation", None) == "batched_mm":
+        model.set_experts_implementation("grouped_mm")  # batched_mm experts are ~60x slower on CPU
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
