@@ -306,16 +306,30 @@ def save_tiny_model(family: str, folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def train_runs(tmp_path_factory) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """One short dynamic-mixing `train.py` run per family, started together (they are mostly start-up time)."""
+    runs = {}
+    for family in ("llama_moe", "moduleformer"):
+        folder = tmp_path_factory.mktemp(family)
+        model_dir, out = save_tiny_model(family, folder / "model"), folder / "run"
+        command = [sys.executable, "train.py", "--model", str(model_dir), "--out", str(out), "--mix", "dynamic",
+                   "--max-steps", "1", "--probe-every", "1", "--probe-batches", "1", "--seq-len", "64",
+                   "--micro-batch-size", "2", "--log-every", "1", "--save-every", "1"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs[family] = (process, out)
+    yield runs
+    for process, _ in runs.values():
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.mark.parametrize("family", ["llama_moe", "moduleformer"])
-def test_train_py_updates_the_mixture_from_the_ports_routers(family, tmp_path):
-    model_dir = save_tiny_model(family, tmp_path / family)
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "train.py", "--model", str(model_dir), "--out", str(out), "--mix", "dynamic",
-               "--max-steps", "1", "--probe-every", "1", "--probe-batches", "1", "--seq-len", "64",
-               "--micro-batch-size", "2", "--log-every", "1", "--save-every", "1"]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_train_py_updates_the_mixture_from_the_ports_routers(family, train_runs):
+    process, out = train_runs[family]
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
     updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
     assert [u["step"] for u in updates] == [1]
     histograms = torch.tensor(updates[0]["histograms"])  # (datasets, layers, experts) from the MLP routers
