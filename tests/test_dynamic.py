@@ -1,0 +1,85 @@
+"""The dynamic mixture end to end: redundant datasets lose weight; probe-only; strategies through train.py."""
+
+import json
+import shutil
+
+import pytest
+
+import mixture
+from test_bad_input import DEMO, run_main, small_data
+
+
+def four_datasets_two_alike(root):
+    """code_a and code_b are disjoint halves of the same source; math and explain stand apart."""
+    for split in ("train", "dev"):
+        (root / split).mkdir(parents=True)
+    code = (DEMO / "train" / "code" / "part-000.jsonl").read_text().splitlines()
+    code_dev = (DEMO / "dev" / "code.jsonl").read_text().splitlines()
+    for name, lines, dev in (("code_a", code[:600], code_dev[:40]), ("code_b", code[600:], code_dev[40:])):
+        (root / "train" / name).mkdir()
+        (root / "train" / name / "part.jsonl").write_text("\n".join(lines) + "\n")
+        (root / "dev" / f"{name}.jsonl").write_text("\n".join(dev) + "\n")
+    for name in ("math", "explain"):
+        shutil.copytree(DEMO / "train" / name, root / "train" / name)
+        shutil.copy(DEMO / "dev" / f"{name}.jsonl", root / "dev" / f"{name}.jsonl")
+    return root
+
+
+@pytest.mark.parametrize("distance, agg", [("cos", "max"), ("l2", "min")])
+def test_datasets_from_the_same_source_get_the_lowest_weights(tmp_path, distance, agg):
+    """A dataset's nearest neighbour decides its redundancy here (max similarity / min distance): with the mean
+    over all others, on this barely trained tiny model, the pair's closeness is diluted to within noise."""
+    folder = four_datasets_two_alike(tmp_path / "data")
+    # ~5k probe tokens per dataset: enough for routing statistics to tell datasets apart
+    out = run_main(tmp_path, "--data", str(folder), "--max-steps", "4", "--probe-every", "2", "--probe-batches", "3",
+                   "--micro-batch-size", "8", "--seq-len", "256", "--distance", distance, "--agg", agg,
+                   "--out", str(tmp_path / "run"))
+    updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    assert [u["step"] for u in updates] == [2, 4]
+    final = dict(zip(updates[-1]["names"], updates[-1]["weights_after"]))
+    lowest = sorted(final, key=final.get)[:2]
+    assert sorted(lowest) == ["code_a", "code_b"], final
+    for update in updates:  # the two halves also route most alike (highest cosine, smallest l2 distance)
+        closeness = update["similarity"] if distance == "cos" else [[-d for d in row] for row in update["similarity"]]
+        a, b = update["names"].index("code_a"), update["names"].index("code_b")
+        others = [closeness[i][j] for i in range(4) for j in range(4) if i < j and (i, j) != (a, b)]
+        assert closeness[a][b] > max(others)
+
+
+def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
+    folder = small_data(tmp_path / "data", names=("a", "b"))
+    out = run_main(tmp_path, "--data", str(folder), "--probe-only", "--out", str(tmp_path / "probe"))
+    assert "with 2 datasets the dynamic update cannot move the weights" in capsys.readouterr().out
+    weights = json.loads((out / "probe_weights.json").read_text())
+    assert weights == pytest.approx({"a": 0.5, "b": 0.5})  # k = 2: equal deltas, smoothing keeps 1/2
+    assert mixture.initial_weights(str(out / "probe_weights.json"), ["a", "b"], {}) == pytest.approx([0.5, 0.5])
+    update = json.loads((out / "mixture.jsonl").read_text())
+    assert update["step"] == 0 and not (out / "final").exists()
+    expected_keys = {"step", "strategy", "names", "weights_before", "weights_after", "histograms", "layers", "distance",
+                     "agg", "eta", "c", "similarity", "delta", "probe_tokens", "dev_loss", "seconds"}
+    assert set(update) == expected_keys
+    histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each
+    assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [2, 2, 8]
+    assert all(sum(layer) == 2 * tokens for h, tokens in zip(histograms, update["probe_tokens"]) for layer in h)
+
+
+def test_cycle_with_one_hot_start_is_sequential_training(tmp_path):
+    folder = small_data(tmp_path / "data")
+    one_hot = tmp_path / "one_hot.json"
+    one_hot.write_text(json.dumps({"a": 1.0, "b": 1e-9, "c": 1e-9}))
+    out = run_main(tmp_path, "--data", str(folder), "--mix", "cycle", "--init-weights", str(one_hot),
+                   "--max-steps", "6", "--probe-every", "2", "--out", str(tmp_path / "run"))
+    updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    leaders = [u["names"][max(range(3), key=u["weights_after"].__getitem__)] for u in updates]
+    assert leaders == ["b", "c", "a"]
+
+
+def test_refloss_moves_weight_to_the_dataset_furthest_above_its_reference(tmp_path):
+    folder = small_data(tmp_path / "data")
+    reference = tmp_path / "ref.json"
+    reference.write_text(json.dumps({"a": 0.0, "b": 100.0, "c": 100.0}))  # a is far above its reference
+    out = run_main(tmp_path, "--data", str(folder), "--mix", "refloss", "--ref-loss", str(reference), "--eta", "1",
+                   "--max-steps", "2", "--probe-every", "2", "--out", str(tmp_path / "run"))
+    update = json.loads((out / "mixture.jsonl").read_text())
+    assert update["delta"] == pytest.approx([loss - ref for loss, ref in zip(update["dev_loss"], [0.0, 100.0, 100.0])])
+    assert update["weights_after"][0] > 0.9
