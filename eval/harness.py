@@ -12,7 +12,8 @@ saying so. Local YAML tasks (`--include-path`, e.g. `eval/tasks/demo_mc/`) need 
 
 Writes one result JSON per evaluated task or group to `<checkpoint or --out>/eval/<task>.json`
 (eval.results); the score is acc_norm, acc or exact_match, whichever the task reports first
-in that order (strict-match before flexible-extract).
+in that order (strict-match before flexible-extract); `seconds` is the wall time of the whole
+lm-eval run, shared by the tasks it evaluated.
 """
 
 from __future__ import annotations
@@ -147,9 +148,9 @@ def evaluate(model, tokenizer, args: Args) -> dict:
             raise
         hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else " Set HF_HUB_OFFLINE=1 to fail without retrying."
         raise HubUnavailable(
-            f"lm-eval tasks {tasks} need the Hugging Face Hub to download their datasets, and it cannot be "
-            f"reached ({error}). Run once with network access to fill the datasets cache (HF_HOME), or "
-            f"evaluate local tasks with --include-path.{hint}"
+            f"evaluating {tasks} needs the Hugging Face Hub to download datasets, and it cannot be reached "
+            f"({error}). Run once with network access to fill the datasets cache (HF_HOME), or evaluate "
+            f"local tasks with --include-path.{hint}"
         ) from error
 
 

@@ -35,7 +35,7 @@ from eval.sandbox import Limits, RunResult, run_programs
 
 STOP_SEQUENCES = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]  # the Codex paper's
 CHAT_STOP_SEQUENCES = [*STOP_SEQUENCES, "```"]
-CHAT_INSTRUCTION = "Complete the following Python function.\n\n```python\n{prompt}```"
+CHAT_INSTRUCTION = "Complete the following Python function.\n\n```python\n{prompt}\n```"
 CHAT_REPLY_START = "```python\n{prompt}"
 PASS_AT = (1, 10, 100)
 
@@ -86,8 +86,8 @@ def generation_prompts(problems: list[dict], mode: str, tokenizer) -> list[str]:
     if mode == "completion":
         return [problem["prompt"] for problem in problems]
     return [
-        chat_prompt(tokenizer, [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p["prompt"])}])
-        + CHAT_REPLY_START.format(prompt=p["prompt"])
+        chat_prompt(tokenizer, [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p["prompt"].strip())}])
+        + CHAT_REPLY_START.format(prompt=p["prompt"].lstrip())
         for p in problems
     ]
 

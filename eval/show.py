@@ -53,7 +53,7 @@ def summary(results: list[EvalResult]) -> tuple[str, Grid, list[str]]:
     """(markdown of the table and of the unscored results, the grid, the averaged columns)."""
     grid, averaged, others = summary_grid(results)
     text = markdown_table(grid, averaged + others) if grid else "no scored results\n"
-    unscored = [r for r in results if r.value is None]
+    unscored = sorted((r for r in results if r.value is None), key=lambda r: (r.run, r.task))
     if unscored:
         text += "\nwithout a score:\n" + "".join(
             f"- {r.run} / {r.task}: {r.settings.get('answer_file', r.checkpoint)}\n" for r in unscored

@@ -246,17 +246,22 @@ def test_harness_runs_a_local_task_offline(checkpoint, loaded, tmp_path):
     assert result.score == "acc_norm,none"
 
 
-def test_harness_hub_errors_are_recognised():
-    from eval.harness import reached_for_hub
+def test_harness_turns_hub_errors_into_a_readable_one(monkeypatch):
+    from eval import harness
 
-    try:
+    def offline_evaluate(**kwargs):  # what datasets raises for a Hub dataset with HF_HUB_OFFLINE=1
         try:
             raise FileNotFoundError("Dataset aps/super_glue is not cached")
         except FileNotFoundError as missing:
             raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (OfflineModeIsEnabled)") from missing
-    except ConnectionError as error:
-        assert reached_for_hub(error)
-    assert not reached_for_hub(ValueError("bad metric"))
+
+    monkeypatch.setattr(harness, "HFLM", lambda **kwargs: None)
+    monkeypatch.setattr(harness, "task_manager_for", lambda tasks, include_path: None)
+    monkeypatch.setattr(harness, "simple_evaluate", offline_evaluate)
+    with pytest.raises(harness.HubUnavailable, match="boolq.*needs the Hugging Face Hub"):
+        harness.evaluate(None, None, harness.Args(checkpoint=Path("unused"), tasks=("boolq",)))
+    assert harness.expand_tasks(("paper", "boolq")) == ["mmlu", "bbh", "gsm8k_cot", "arc_easy", "arc_challenge", "boolq"]
+    assert not harness.reached_for_hub(ValueError("bad metric"))
 
 
 # --------------------------------------------------------------------------- MT-Bench
