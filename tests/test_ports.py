@@ -315,7 +315,7 @@ def train_runs(tmp_path_factory) -> dict[str, tuple[subprocess.Popen, Path]]:
         model_dir, out = save_tiny_model(family, folder / "model"), folder / "run"
         command = [sys.executable, "train.py", "--model", str(model_dir), "--out", str(out), "--mix", "dynamic",
                    "--max-steps", "1", "--probe-every", "1", "--probe-batches", "1", "--seq-len", "64",
-                   "--micro-batch-size", "2", "--log-every", "1", "--save-every", "1"]
+                   "--micro-batch-size", "2", "--log-every", "1", "--save-every", "1", "--aux-loss-coef", "0.01"]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         runs[family] = (process, out)
