@@ -40,18 +40,29 @@ SUPPORTED_MODELS = (
 # Finding the routers
 
 
-def _router_recorders(model: nn.Module) -> list:
-    """The `router_logits` entries of `_can_record_outputs` declared by the classes of the model's modules.
+def _router_recorders(model: nn.Module, keys: tuple[str, ...] = ("router_logits",)) -> list:
+    """The `keys` entries of `_can_record_outputs` declared by the classes of the model's modules.
 
     That covers the model, its base model and the sub-models of a composite model.
     """
     recorders = []
     for module in model.modules():
-        entry = (getattr(type(module), "_can_record_outputs", None) or {}).get("router_logits")
-        for recorder in entry if isinstance(entry, list) else [entry]:
-            if recorder is not None and recorder not in recorders:
-                recorders.append(recorder)
+        declared = getattr(type(module), "_can_record_outputs", None) or {}
+        for key in keys:
+            entry = declared.get(key)
+            for recorder in entry if isinstance(entry, list) else [entry]:
+                if recorder is not None and recorder not in recorders:
+                    recorders.append(recorder)
     return recorders
+
+
+def other_routers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Routers that choose something other than MLP experts, declared as `attention_router_logits` in
+    `_can_record_outputs` (ModuleFormer's attention-head routers). Not counted by probes; frozen with
+    the MoE routers by `--freeze-router`, as the paper froze every gate."""
+    recorders = _router_recorders(model, ("attention_router_logits",))
+    return [(name, module) for name, module in model.named_modules()
+            if any(_is_recorded_router(name, module, recorder) for recorder in recorders)]
 
 
 def _is_recorded_router(name: str, module: nn.Module, recorder) -> bool:

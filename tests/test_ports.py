@@ -336,3 +336,16 @@ def test_train_py_updates_the_mixture_from_the_ports_routers(family, train_runs)
     assert histograms.shape[1:] == (2, 4) and histograms.sum() > 0
     assert updates[0]["weights_after"] != updates[0]["weights_before"]
     assert sum(updates[0]["weights_after"]) == pytest.approx(1.0)
+
+
+def test_freeze_router_covers_every_gate_as_the_paper_froze_them():
+    """The paper froze every parameter with "gate" in its name; for ModuleFormer that includes the attention-head
+    routers, which routemix does not count but `--freeze-router` freezes (`routing.other_routers`)."""
+    import routing
+
+    model = tiny_moduleformer()
+    routers = routing.find_routers(model) + routing.other_routers(model)
+    frozen = {name for prefix, router in routers for name, _ in router.named_parameters(prefix=prefix)}
+    gates = {name for name, _ in model.named_parameters() if ".gate." in name}
+    assert gates == frozen and any(".attn." in name for name in gates)
+    assert routing.other_routers(tiny_llama_moe()) == []

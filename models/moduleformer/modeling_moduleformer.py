@@ -436,6 +436,7 @@ class ModuleFormerPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"attn\.mask$", r"attn\.cum_weight$"]
     _can_record_outputs = {
         "router_logits": OutputRecorder(ModuleFormerMLPRouter, index=0),
+        "attention_router_logits": OutputRecorder(ModuleFormerAttentionRouter, index=0),
         "hidden_states": ModuleFormerBlock,
         "attentions": ModuleFormerAttention,
     }
