@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import tyro
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, parse_flag_from_env, set_seed
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -125,6 +125,10 @@ class Args:
     """Skip malformed JSONL lines (counted and reported) instead of stopping."""
     skip_nonfinite: int = 0
     """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first."""
+    debug_checks: bool = False
+    """Stop as soon as ranks drift apart: after every weight update all ranks must hold bitwise the same sampling
+    weights, after every optimizer step the same parameters (when every rank holds them all: not under FSDP or
+    ZeRO-3). Each rank also logs its probe share and parameter checksum to `<out>/debug/rank_<r>.jsonl`."""
 
 
 def resolve_defaults(args: Args) -> Args:
@@ -217,34 +221,42 @@ def probe(model, capture: routing.RoutingCapture, probe_batches: dict, args: Arg
     """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks.
 
     Each rank runs its share of every dataset's probe batches (batch b goes to rank b mod world);
-    the model is in eval mode, so routers add no noise.
+    the model is in eval mode, so routers add no noise. Every rank runs the same number of forwards,
+    because FSDP and ZeRO-3 gather parameters inside each forward and DDP syncs buffers in the first:
+    a rank without a batch left re-runs batch 0 and counts nothing from it. Also returns this rank's
+    own share of the histograms, for `--debug-checks`.
     """
     model.eval()
     names = sorted(probe_batches)
+    rank, world = accelerator.process_index, accelerator.num_processes
     histograms, loss_sums, loss_tokens, counted = [], [], [], []
     with capture:
         for name in names:
-            histogram = torch.zeros(len(capture.routers), capture.num_experts[0], dtype=torch.long, device=accelerator.device)
+            batches = probe_batches[name]
+            histogram = 0
             loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
             n_loss, n_counted = 0, 0
-            for batch in probe_batches[name][accelerator.process_index :: accelerator.num_processes]:
-                batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            for b in range(rank, math.ceil(len(batches) / world) * world, world):
+                mine = b < len(batches)
+                batch = {key: value.to(accelerator.device) for key, value in batches[b if mine else 0].items()}
                 logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
                 mask = batch["token_mask"] if args.probe_tokens == "all" else batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX)
-                histogram += capture.histogram(mask)
-                loss_sum += token_loss_sum(logits, batch["labels"]).double()
-                n_loss += int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum())
-                n_counted += int(mask.sum())
+                histogram = histogram + capture.histogram(mask & mine)  # num_experts is known after a forward
+                if mine:
+                    loss_sum += token_loss_sum(logits, batch["labels"]).double()
+                    n_loss += int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum())
+                    n_counted += int(mask.sum())
             histograms.append(histogram)
             loss_sums.append(loss_sum)
             loss_tokens.append(n_loss)
             counted.append(n_counted)
     model.train()
-    histograms = accelerator.reduce(torch.stack(histograms), reduction="sum").cpu()
+    rank_histograms = torch.stack(histograms)
+    histograms = accelerator.reduce(rank_histograms.clone(), reduction="sum").cpu()
     loss_sums = accelerator.reduce(torch.stack(loss_sums), reduction="sum").cpu()
     tokens = accelerator.reduce(torch.tensor([loss_tokens, counted], device=accelerator.device), reduction="sum").cpu()
     dev_loss = (loss_sums / tokens[0].clamp(min=1)).tolist()
-    return histograms, dev_loss, tokens[1].tolist()
+    return histograms, dev_loss, tokens[1].tolist(), rank_histograms.cpu()
 
 
 def forward_backward(model, micro_batches: list[dict], accelerator: Accelerator, aux_loss_coef: float = 0.0):
@@ -273,6 +285,58 @@ def forward_backward(model, micro_batches: list[dict], accelerator: Accelerator,
     return loss_sum, global_tokens
 
 
+def check_launch(accelerator: Accelerator) -> None:
+    """Stop or warn when accelerate does not run what the launch asked for."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and accelerator.num_processes == 1:
+        raise SystemExit(
+            f"launched as {world_size} processes, but accelerate runs each of them alone: each would train its own "
+            "model and write the same files. Without GPUs, launch with ACCELERATE_USE_CPU=1 (see docs/distributed.md)."
+        )
+    for flag, backend in (("ACCELERATE_USE_FSDP", DistributedType.FSDP), ("ACCELERATE_USE_DEEPSPEED", DistributedType.DEEPSPEED)):
+        if parse_flag_from_env(flag) and accelerator.distributed_type != backend and accelerator.is_main_process:
+            print(f"warning: the accelerate config asks for {backend.value} ({flag}=true) but accelerate runs "
+                  f"{accelerator.distributed_type.value} on {accelerator.device.type}: FSDP and DeepSpeed need GPUs; "
+                  "parameters are replicated, not sharded")
+
+
+def fill_deepspeed_auto_values(accelerator: Accelerator, args: Args) -> None:
+    """Fill the DeepSpeed config's "auto" micro-batch size and clipping from the command line.
+
+    accelerate takes the micro-batch size from a DataLoader (routemix has none, and stops without it)
+    and sets "auto" clipping to 1.0; DeepSpeed clips inside its own step, so `--max-grad-norm` must
+    reach it here. Nothing to do without DeepSpeed.
+    """
+    if accelerator.state.deepspeed_plugin is None:
+        return
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    for key, value in (("train_micro_batch_size_per_gpu", args.micro_batch_size), ("gradient_clipping", args.max_grad_norm)):
+        if config.get(key) == "auto":
+            config[key] = value
+
+
+def assert_same_on_all_ranks(accelerator: Accelerator, what: str, values: torch.Tensor, labels: list[str]) -> None:
+    """Stop every rank unless all ranks hold bitwise the same `values` (one number per label)."""
+    everyone = accelerator.gather(values.double().to(accelerator.device)[None]).cpu()  # (ranks, n)
+    differ = (everyone != everyone[0]).any(0).nonzero().flatten().tolist()
+    if differ:
+        shown = "; ".join(f"{labels[i]}: {everyone[:, i].tolist()}" for i in differ[:5])
+        raise RuntimeError(f"--debug-checks: ranks disagree on {what} ({len(differ)} of {len(labels)} values; by rank) {shown}")
+
+
+def check_parameters_in_sync(model, accelerator: Accelerator, step: int, debug_log: Path) -> None:
+    """`--debug-checks`: every rank must hold the same parameters after an optimizer step (compared by
+    their float64 sums and sums of squares). Skipped where ranks hold only shards (FSDP, ZeRO-3)."""
+    plugin = accelerator.state.deepspeed_plugin
+    if accelerator.distributed_type == DistributedType.FSDP or (plugin is not None and plugin.zero_stage == 3):
+        return
+    named = list(model.named_parameters())
+    checksums = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for _, p in named])
+    labels = [f"{name} ({kind})" for name, _ in named for kind in ("sum", "sum of squares")]
+    assert_same_on_all_ranks(accelerator, f"the parameters after step {step}", checksums.flatten(), labels)
+    append_jsonl(debug_log, {"step": step, "parameter_checksum": float(checksums.sum())})
+
+
 def main(args: Args) -> None:
     args = resolve_defaults(args)
     accelerator = Accelerator(
@@ -280,10 +344,12 @@ def main(args: Args) -> None:
         mixed_precision="bf16" if args.bf16 else "no",
         step_scheduler_with_optimizer=False,  # we step the LR schedule once per optimizer step ourselves
     )
+    check_launch(accelerator)
     set_seed(args.seed)
     is_main = accelerator.is_main_process
     out = args.out
     resume_from = find_resume_checkpoint(args)
+    accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         for folder in (out / "checkpoints").glob("step_*"):
@@ -322,6 +388,7 @@ def main(args: Args) -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(math.ceil(args.warmup_ratio * args.max_steps), args.max_steps))
+    fill_deepspeed_auto_values(accelerator, args)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     fingerprint = run_fingerprint(args, sizes)
     step, tokens_seen = 0, 0
@@ -357,10 +424,15 @@ def main(args: Args) -> None:
             truncate_jsonl(out / "mixture.jsonl", step)
             print(f"resumed from {resume_from} at step {step}")
 
+    debug_log = out / "debug" / f"rank_{accelerator.process_index}.jsonl"  # --debug-checks: this rank's view
+    if args.debug_checks:
+        debug_log.parent.mkdir(parents=True, exist_ok=True)
+        truncate_jsonl(debug_log, step)  # a resumed run redoes the steps after its checkpoint
+
     def update_mixture(step: int, period: int) -> None:
         """Probe, compute the next weights, hand them to the sampler, log everything about it."""
         start = time.perf_counter()
-        histograms, dev_loss, probe_tokens = probe(model, capture, probe_batches, args, accelerator)
+        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, capture, probe_batches, args, accelerator)
         g = routing.representations(histograms, args.layers)
         similarity = routing.similarity(g, args.distance)
         delta = routing.redundancy(g, args.distance, args.agg) if args.mix != "refloss" else mixture.refloss_delta(dev_loss, ref_loss)
@@ -369,6 +441,9 @@ def main(args: Args) -> None:
             args.mix, [before[n] for n in names], period=period, seed=args.seed, delta=delta, eta=args.eta, c=args.c
         )
         sampler.set_weights(dict(zip(names, after)), at=step)
+        if args.debug_checks:
+            assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor([float(w) for w in after], dtype=torch.float64), names)
+            append_jsonl(debug_log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": [float(w) for w in after]})
         seconds = time.perf_counter() - start
         if not is_main:
             return
@@ -398,6 +473,7 @@ def main(args: Args) -> None:
             weights_after = json.loads((out / "mixture.jsonl").read_text().splitlines()[-1])["weights_after"]
             (out / "probe_weights.json").write_text(json.dumps(dict(zip(names, weights_after)), indent=2))
             print(f"wrote {out / 'probe_weights.json'}")
+        model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)  # see the end of main
         accelerator.end_training()
         return
 
@@ -410,7 +486,9 @@ def main(args: Args) -> None:
     while step < args.max_steps:
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
         loss_sum, global_tokens = forward_backward(model, micro_batches, accelerator, args.aux_loss_coef)
-        grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
+        # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
+        # DeepSpeed has clipped inside its step already and returns the norm as a float
+        grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
         if not torch.isfinite(grad_norm):  # a NaN/inf loss; the same on every rank after the gradient all-reduce
             optimizer.zero_grad(set_to_none=True)
             skipped_nonfinite += 1
@@ -429,6 +507,8 @@ def main(args: Args) -> None:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if args.debug_checks:
+            check_parameters_in_sync(model, accelerator, step, debug_log)
         tokens_seen += global_tokens
         tokens_since_log += int(sum(batch["token_mask"].sum() for batch in micro_batches)) * accelerator.num_processes
         progress.update(1)
@@ -466,9 +546,10 @@ def main(args: Args) -> None:
         truncated = dict(stream.truncated)
         print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
               + (f", truncated examples {truncated}" if truncated else "") + f"\nmodel in {final}")
-    accelerator.end_training()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    # Free the model before the process group: DDP holds the group, and a gloo group freed by DDP (which
+    # keeps the GIL) while gloo's thread still needs the GIL deadlocks at exit (seen with torch 2.13).
+    model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)
+    accelerator.end_training()  # also destroys the process group
 
 
 if __name__ == "__main__":
