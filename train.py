@@ -366,7 +366,7 @@ def main(args: Args) -> None:
     routers = routing.find_routers(model, args.router_pattern)  # fails here for a model without MoE routers
     capture = routing.RoutingCapture(routers)
     if args.freeze_router:
-        for _, router in routers:
+        for _, router in routers + routing.other_routers(model):
             router.requires_grad_(False)
     stats: dict[str, Counter] = {}
     train, dev = data.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=stats)
@@ -410,6 +410,11 @@ def main(args: Args) -> None:
         accelerator.wait_for_everyone()
 
     if resume_from is not None:
+        saved_ranks = len(list(resume_from.glob("routemix_state_*.json")))
+        if saved_ranks != accelerator.num_processes:
+            raise SystemExit(f"cannot resume from {resume_from}: it was written by {saved_ranks} processes and this run "
+                             f"has {accelerator.num_processes}; every rank continues its own sample stream, so launch "
+                             "with the same number of processes")
         state = json.loads((resume_from / f"routemix_state_{accelerator.process_index}.json").read_text())
         changed = {key: (state["fingerprint"][key], value) for key, value in fingerprint.items() if state["fingerprint"][key] != value}
         if changed:
