@@ -30,15 +30,17 @@ import numpy as np
 import torch
 import tyro
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, parse_flag_from_env, set_seed
+from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 import data
+import distributed
 import mixture
 import plots
 import routing
 from models import load_model, token_loss_sum
+from run_folder import COMPLETE, append_jsonl, complete_checkpoints, truncate_jsonl, write_atomic
 from sampler import MixtureSampler
 
 
@@ -156,34 +158,6 @@ def lr_lambda(warmup_steps: int, max_steps: int):
     return factor
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file so that a crash leaves either the old or the new content, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def truncate_jsonl(path: Path, step: int) -> None:
-    """Drop the lines logged after `step` (they are redone by the resumed run)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        write_atomic(path, "".join(line + "\n" for line in lines))
-
-
-COMPLETE = "COMPLETE"  # written last: a checkpoint folder without it is an interrupted save
-
-
-def complete_checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints in `out`, oldest first."""
-    found = [p for p in (out / "checkpoints").glob("step_*") if (p / COMPLETE).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
 def find_resume_checkpoint(args: Args) -> Path | None:
     """The checkpoint to resume from, per `--resume`."""
     if args.resume == "none":
@@ -285,58 +259,6 @@ def forward_backward(model, micro_batches: list[dict], accelerator: Accelerator,
     return loss_sum, global_tokens
 
 
-def check_launch(accelerator: Accelerator) -> None:
-    """Stop or warn when accelerate does not run what the launch asked for."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and accelerator.num_processes == 1:
-        raise SystemExit(
-            f"launched as {world_size} processes, but accelerate runs each of them alone: each would train its own "
-            "model and write the same files. Without GPUs, launch with ACCELERATE_USE_CPU=1 (see docs/distributed.md)."
-        )
-    for flag, backend in (("ACCELERATE_USE_FSDP", DistributedType.FSDP), ("ACCELERATE_USE_DEEPSPEED", DistributedType.DEEPSPEED)):
-        if parse_flag_from_env(flag) and accelerator.distributed_type != backend and accelerator.is_main_process:
-            print(f"warning: the accelerate config asks for {backend.value} ({flag}=true) but accelerate runs "
-                  f"{accelerator.distributed_type.value} on {accelerator.device.type}: FSDP and DeepSpeed need GPUs; "
-                  "parameters are replicated, not sharded")
-
-
-def fill_deepspeed_auto_values(accelerator: Accelerator, args: Args) -> None:
-    """Fill the DeepSpeed config's "auto" micro-batch size and clipping from the command line.
-
-    accelerate takes the micro-batch size from a DataLoader (routemix has none, and stops without it)
-    and sets "auto" clipping to 1.0; DeepSpeed clips inside its own step, so `--max-grad-norm` must
-    reach it here. Nothing to do without DeepSpeed.
-    """
-    if accelerator.state.deepspeed_plugin is None:
-        return
-    config = accelerator.state.deepspeed_plugin.deepspeed_config
-    for key, value in (("train_micro_batch_size_per_gpu", args.micro_batch_size), ("gradient_clipping", args.max_grad_norm)):
-        if config.get(key) == "auto":
-            config[key] = value
-
-
-def assert_same_on_all_ranks(accelerator: Accelerator, what: str, values: torch.Tensor, labels: list[str]) -> None:
-    """Stop every rank unless all ranks hold bitwise the same `values` (one number per label)."""
-    everyone = accelerator.gather(values.double().to(accelerator.device)[None]).cpu()  # (ranks, n)
-    differ = (everyone != everyone[0]).any(0).nonzero().flatten().tolist()
-    if differ:
-        shown = "; ".join(f"{labels[i]}: {everyone[:, i].tolist()}" for i in differ[:5])
-        raise RuntimeError(f"--debug-checks: ranks disagree on {what} ({len(differ)} of {len(labels)} values; by rank) {shown}")
-
-
-def check_parameters_in_sync(model, accelerator: Accelerator, step: int, debug_log: Path) -> None:
-    """`--debug-checks`: every rank must hold the same parameters after an optimizer step (compared by
-    their float64 sums and sums of squares). Skipped where ranks hold only shards (FSDP, ZeRO-3)."""
-    plugin = accelerator.state.deepspeed_plugin
-    if accelerator.distributed_type == DistributedType.FSDP or (plugin is not None and plugin.zero_stage == 3):
-        return
-    named = list(model.named_parameters())
-    checksums = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for _, p in named])
-    labels = [f"{name} ({kind})" for name, _ in named for kind in ("sum", "sum of squares")]
-    assert_same_on_all_ranks(accelerator, f"the parameters after step {step}", checksums.flatten(), labels)
-    append_jsonl(debug_log, {"step": step, "parameter_checksum": float(checksums.sum())})
-
-
 def main(args: Args) -> None:
     args = resolve_defaults(args)
     accelerator = Accelerator(
@@ -344,7 +266,7 @@ def main(args: Args) -> None:
         mixed_precision="bf16" if args.bf16 else "no",
         step_scheduler_with_optimizer=False,  # we step the LR schedule once per optimizer step ourselves
     )
-    check_launch(accelerator)
+    distributed.check_launch(accelerator)
     set_seed(args.seed)
     is_main = accelerator.is_main_process
     out = args.out
@@ -388,7 +310,7 @@ def main(args: Args) -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(math.ceil(args.warmup_ratio * args.max_steps), args.max_steps))
-    fill_deepspeed_auto_values(accelerator, args)
+    distributed.fill_deepspeed_auto_values(accelerator, args.micro_batch_size, args.max_grad_norm)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     fingerprint = run_fingerprint(args, sizes)
     step, tokens_seen = 0, 0
@@ -447,7 +369,7 @@ def main(args: Args) -> None:
         )
         sampler.set_weights(dict(zip(names, after)), at=step)
         if args.debug_checks:
-            assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor([float(w) for w in after], dtype=torch.float64), names)
+            distributed.assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor([float(w) for w in after], dtype=torch.float64), names)
             append_jsonl(debug_log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": [float(w) for w in after]})
         seconds = time.perf_counter() - start
         if not is_main:
@@ -513,7 +435,7 @@ def main(args: Args) -> None:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if args.debug_checks:
-            check_parameters_in_sync(model, accelerator, step, debug_log)
+            distributed.check_parameters_in_sync(model, accelerator, step, debug_log)
         tokens_seen += global_tokens
         tokens_since_log += int(sum(batch["token_mask"].sum() for batch in micro_batches)) * accelerator.num_processes
         progress.update(1)

@@ -221,16 +221,16 @@ DISAGREE = """
 import sys
 sys.path.insert(0, {repo!r})
 import torch
-import train
+import distributed
 from accelerate import Accelerator
 from pathlib import Path
 
 accelerator = Accelerator(cpu=True)
 rank = accelerator.process_index
 assert accelerator.num_processes == 2
-train.assert_same_on_all_ranks(accelerator, "equal values", torch.tensor([0.25, 0.5], dtype=torch.float64), ["a", "b"])
+distributed.assert_same_on_all_ranks(accelerator, "equal values", torch.tensor([0.25, 0.5], dtype=torch.float64), ["a", "b"])
 try:
-    train.assert_same_on_all_ranks(accelerator, "the weights", torch.tensor([0.25, 0.5 + rank * 1e-15], dtype=torch.float64), ["a", "b"])
+    distributed.assert_same_on_all_ranks(accelerator, "the weights", torch.tensor([0.25, 0.5 + rank * 1e-15], dtype=torch.float64), ["a", "b"])
 except RuntimeError as error:
     print(f"rank {{rank}} caught: {{error}}")
 layer = torch.nn.Linear(2, 2)
@@ -239,7 +239,7 @@ with torch.no_grad():
     layer.bias.fill_(0.0)
     layer.bias[0] += rank * 1e-6
 try:
-    train.check_parameters_in_sync(layer, accelerator, 5, Path({log!r} + f"_{{rank}}.jsonl"))
+    distributed.check_parameters_in_sync(layer, accelerator, 5, Path({log!r} + f"_{{rank}}.jsonl"))
 except RuntimeError as error:
     print(f"rank {{rank}} caught: {{error}}")
 accelerator.end_training()
@@ -274,7 +274,7 @@ def test_accelerate_configs_parse_and_deepspeed_auto_values_come_from_the_comman
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DeepSpeedPlugin
 
-    import train
+    import distributed
 
     expected = {"single_process": "NO", "ddp": "MULTI_GPU", "ddp_cpu": "MULTI_GPU", "fsdp2": "FSDP",
                 "deepspeed_zero1": "DEEPSPEED", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED",
@@ -285,12 +285,11 @@ def test_accelerate_configs_parse_and_deepspeed_auto_values_come_from_the_comman
         assert config.distributed_type.value == distributed_type and config.mixed_precision == "no"
     assert load_config_from_file(str(REPO / "configs" / "fsdp2.yaml")).fsdp_config["fsdp_version"] == 2
 
-    args = train.Args(micro_batch_size=4, max_grad_norm=0.5)
     for name, stage in (("zero1", 1), ("zero2", 2), ("zero3", 3), ("zero3_offload", 3)):
         yaml = load_config_from_file(str(REPO / "configs" / f"deepspeed_{name}.yaml"))
         assert yaml.deepspeed_config["deepspeed_config_file"] == f"configs/deepspeed/{name}.json"
         plugin = DeepSpeedPlugin(hf_ds_config=str(REPO / "configs" / "deepspeed" / f"{name}.json"))
-        train.fill_deepspeed_auto_values(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)), args)
+        distributed.fill_deepspeed_auto_values(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)), 4, 0.5)
         plugin.set_mixed_precision("bf16")  # what accelerate does with --bf16
         config = plugin.deepspeed_config
         assert (config["train_micro_batch_size_per_gpu"], config["gradient_clipping"]) == (4, 0.5)
@@ -299,4 +298,4 @@ def test_accelerate_configs_parse_and_deepspeed_auto_values_come_from_the_comman
         if stage == 3:  # the final export gathers the full weights
             assert config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
         assert (plugin.offload_param_device == "cpu") == (name == "zero3_offload")
-    train.fill_deepspeed_auto_values(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None)), args)  # no DeepSpeed: no-op
+    distributed.fill_deepspeed_auto_values(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None)), 4, 0.5)  # no DeepSpeed: no-op
