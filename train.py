@@ -408,9 +408,9 @@ def main(args: Args) -> None:
     model.train()
     progress = tqdm(total=args.max_steps, initial=step, disable=not is_main, desc="train")
     skipped_nonfinite = 0
-    last_log = time.perf_counter()
-    tokens_since_log = 0
+    train_seconds, tokens_since_log = 0.0, 0  # since the last log line; probes and saves do not count
     while step < args.max_steps:
+        step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
         loss_sum, global_tokens = forward_backward(model, micro_batches, accelerator, args.aux_loss_coef)
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
@@ -438,6 +438,7 @@ def main(args: Args) -> None:
             distributed.check_parameters_in_sync(model, accelerator, step, debug_log)
         tokens_seen += global_tokens
         tokens_since_log += int(sum(batch["token_mask"].sum() for batch in micro_batches)) * accelerator.num_processes
+        train_seconds += time.perf_counter() - step_start
         progress.update(1)
         last_step = step == args.max_steps
 
@@ -446,17 +447,16 @@ def main(args: Args) -> None:
             update_mixture(step, period=step // args.probe_every)
         if step % args.log_every == 0 or last_step:
             step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(global_tokens, 1)
-            elapsed = time.perf_counter() - last_log
             if is_main:
                 record = {"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
-                          "tokens_per_s": tokens_since_log / elapsed, "weights": sampler.weights}
+                          "tokens_per_s": tokens_since_log / train_seconds, "weights": sampler.weights}
                 append_jsonl(out / "metrics.jsonl", record)
                 writer.add_scalar("losses/train", step_loss, step)
                 writer.add_scalar("charts/lr", record["lr"], step)
                 writer.add_scalar("charts/tokens_per_s", record["tokens_per_s"], step)
                 writer.add_scalar("charts/grad_norm", float(grad_norm), step)
                 progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-            last_log, tokens_since_log = time.perf_counter(), 0
+            train_seconds, tokens_since_log = 0.0, 0
         if step % args.save_every == 0 or last_step:
             save_checkpoint(step)
 
