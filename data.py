@@ -168,7 +168,8 @@ def encode(tokenizer, messages: Messages, max_len: int) -> Example:
         if message["role"] != "assistant":
             continue
         start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
-        end_text = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        last = i == len(messages) - 1  # then messages[: i + 1] is the whole conversation, rendered above
+        end_text = text if last else tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
         if not text.startswith(end_text):
             raise ValueError("the chat template does not render conversations prefix-wise; cannot find assistant spans")
         spans.append((start, len(end_text)))
@@ -216,13 +217,18 @@ class PackedStream:
     """Training micro-batches: examples in the order `draw()` gives them, tokenised on first use
     (then cached), best-fit into `rows` rows of `seq_len` tokens.
 
-    The first example that fits no row of the current batch starts the next one; it is the
-    stream's only state besides the sampler's (`state_dict()` holds it for exact resume).
+    An example that fits no row of the current batch waits for the next one, where the waiting
+    examples are placed first, oldest first; the batch is closed after `lookahead + 1` such
+    examples. The waiting examples are the stream's only state besides the sampler's
+    (`state_dict()` holds them for exact resume). With `lookahead=0` the first example that does
+    not fit closes the batch; looking further fills the rows better (the demo data at 8 x 256:
+    86% of the tokens are real with 0, 91% with 8), at the cost of a few examples trained a
+    batch or two after they were drawn.
     """
 
-    def __init__(self, draw, datasets: dict[str, list[Messages]], tokenizer, seq_len: int, rows: int):
+    def __init__(self, draw, datasets: dict[str, list[Messages]], tokenizer, seq_len: int, rows: int, lookahead: int = 8):
         self.draw, self.datasets, self.tokenizer = draw, datasets, tokenizer
-        self.seq_len, self.rows = seq_len, rows
+        self.seq_len, self.rows, self.lookahead = seq_len, rows, lookahead
         self.pending: list[tuple[str, int]] = []
         self.truncated: Counter = Counter()
         self._cache: dict[tuple[str, int], Example] = {}
@@ -242,18 +248,19 @@ class PackedStream:
         placed, free = [[] for _ in range(self.rows)], [self.seq_len] * self.rows
         trained = Counter()
         i = 0
-        while True:
+        while len(self.pending) <= self.lookahead:
             if i == len(keys):
                 keys.append(self.draw())
             example = self.example(*keys[i])
             r = best_fit(free, len(example.input_ids))
             if r is None:
-                self.pending = keys[i:]
-                break
-            placed[r].append(example)
-            free[r] -= len(example.input_ids)
-            trained[keys[i][0]] += sum(label != IGNORE_INDEX for label in example.labels)
+                self.pending.append(keys[i])
+            else:
+                placed[r].append(example)
+                free[r] -= len(example.input_ids)
+                trained[keys[i][0]] += sum(label != IGNORE_INDEX for label in example.labels)
             i += 1
+        self.pending += keys[i:]  # waiting examples this batch did not get to
         return collate_packed(placed, self.seq_len, self.tokenizer.pad_token_id), trained
 
     def state_dict(self) -> dict:
@@ -270,22 +277,26 @@ def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> dict
     from them, so attention never crosses examples); the padding at the end of a row is its own
     block with labels IGNORE_INDEX and `token_mask` False.
     """
-    shape = (len(rows), seq_len)
-    input_ids = torch.full(shape, pad_id, dtype=torch.long)
-    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros(shape, dtype=torch.long)
-    token_mask = torch.zeros(shape, dtype=torch.bool)
-    for r, row in enumerate(rows):
-        t = 0
+    # plain lists first, one tensor per field: a tensor per example costs more than the model's data step
+    input_ids, labels, position_ids, token_mask = [], [], [], []
+    for row in rows:
+        row_ids, row_labels, row_positions = [], [], []
         for example in row:
-            n = len(example.input_ids)
-            input_ids[r, t : t + n] = torch.tensor(example.input_ids)
-            labels[r, t : t + n] = torch.tensor(example.labels)
-            position_ids[r, t : t + n] = torch.arange(n)
-            token_mask[r, t : t + n] = True
-            t += n
-        position_ids[r, t:] = torch.arange(seq_len - t)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "token_mask": token_mask}
+            row_ids += example.input_ids
+            row_labels += example.labels
+            row_positions += range(len(example.input_ids))
+        n, padding = len(row_ids), seq_len - len(row_ids)
+        input_ids += row_ids + [pad_id] * padding
+        labels += row_labels + [IGNORE_INDEX] * padding
+        position_ids += row_positions + list(range(padding))
+        token_mask += [True] * n + [False] * padding
+    shape = (len(rows), seq_len)
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long).view(shape),
+        "labels": torch.tensor(labels, dtype=torch.long).view(shape),
+        "position_ids": torch.tensor(position_ids, dtype=torch.long).view(shape),
+        "token_mask": torch.tensor(token_mask, dtype=torch.bool).view(shape),
+    }
 
 
 def collate_padded(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
