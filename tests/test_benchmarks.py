@@ -1,0 +1,106 @@
+"""Smoke test of the benchmarks: `python benchmarks/run.py --quick` produces every row of the table and the JSON.
+
+The numbers of a quick run mean nothing (a few steps of a small batch); only that every
+configuration runs through is checked. TRL is a benchmark-only dependency: without it the TRL row
+must say so instead of failing.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.run import DESCRIPTIONS, THROUGHPUT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_produces_every_row(tmp_path):
+    out = tmp_path / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--out", str(out)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    trl_installed = importlib.util.find_spec("trl") is not None
+    for config in THROUGHPUT:
+        row = summary[config]
+        if config == "trl-packed" and not trl_installed:
+            assert row["skipped"].startswith("not installed")
+            continue
+        assert row["real_tokens_per_s"]["median"] > 0 and row["assistant_tokens_per_s"]["median"] > 0, config
+        assert row["assistant_tokens_per_s"]["median"] <= row["real_tokens_per_s"]["median"], config
+        assert row["peak_rss_mib"]["median"] > 0, config
+        assert f"| {config}: {DESCRIPTIONS[config]} |" in result.stdout
+    for config in ("routemix-dynamic-paper", "routemix-dynamic-demo"):  # --quick probes inside the window too
+        assert summary[config]["probe_seconds"]["median"] > 0
+        assert 0 <= summary[config]["probe_share"]["median"] < 1
+    micro = summary["micro"]
+    assert micro["draws_per_s"]["median"] > 0 and micro["set_weights_seconds"]["median"] > 0
+    assert micro["forward_seconds"]["median"] > 0 and micro["forward_with_capture_seconds"]["median"] > 0
+    assert set(summary["bar"]) == {"routemix-static / trl-packed", "routemix-static / ceiling",
+                                   "routemix-dynamic-paper / trl-packed", "routemix-dynamic-paper / ceiling"}
+
+
+# --------------------------------------------------------------------------- the packing change the benchmarks motivated
+
+
+def demo_stream(lookahead: int, drawn: list):
+    """A PackedStream over the demo data at train.py's 8 x 256, recording every draw in `drawn`."""
+    from transformers import AutoTokenizer
+
+    import data
+    from models import TINY_DIR
+    from sampler import MixtureSampler
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
+    train_sets, _ = data.load_train_dev(REPO / "data" / "demo")
+    sampler = MixtureSampler({name: len(c) for name, c in train_sets.items()}, {name: 1.0 for name in train_sets}, seed=0)
+
+    def draw():
+        drawn.append(sampler.draw())
+        return drawn[-1]
+
+    return data.PackedStream(draw, train_sets, tokenizer, 256, 8, lookahead=lookahead), sampler
+
+
+def test_lookahead_packing_fills_rows_better_and_loses_no_example():
+    fills = {}
+    for lookahead in (0, 8):
+        drawn = []
+        stream, _ = demo_stream(lookahead, drawn)
+        batches = [stream.next_batch() for _ in range(60)]
+        fills[lookahead] = sum(float(b["token_mask"].float().mean()) for b, _ in batches) / len(batches)
+        # every drawn example is in exactly one batch, or still waiting: tokens and assistant tokens add up
+        assert len(stream.pending) == lookahead + 1
+        waiting = [stream.example(*key) for key in stream.pending]
+        drawn_examples = [stream.example(*key) for key in drawn]
+        real = sum(int(b["token_mask"].sum()) for b, _ in batches)
+        assert real + sum(len(e.input_ids) for e in waiting) == sum(len(e.input_ids) for e in drawn_examples)
+        trained = sum(sum(counts.values()) for _, counts in batches)
+        waiting_trained = sum(sum(label != -100 for label in e.labels) for e in waiting)
+        assert trained + waiting_trained == sum(sum(label != -100 for label in e.labels) for e in drawn_examples)
+        if lookahead == 0:  # the first example that does not fit closes the batch and is the only one waiting
+            assert stream.pending == [drawn[-1]]
+    assert round(fills[0], 3) == 0.862 and round(fills[8], 3) == 0.915
+
+
+def test_lookahead_stream_resumes_exactly():
+    import json
+
+    import torch
+
+    stream, sampler = demo_stream(8, [])
+    for _ in range(5):
+        stream.next_batch()
+    saved = json.loads(json.dumps({"sampler": sampler.state_dict(), "stream": stream.state_dict()}))
+    expected = [stream.next_batch() for _ in range(5)]
+    resumed, resumed_sampler = demo_stream(8, [])
+    resumed_sampler.load_state_dict(saved["sampler"])
+    resumed.load_state_dict(saved["stream"])
+    for (batch, counts), (want, want_counts) in zip((resumed.next_batch() for _ in range(5)), expected):
+        assert counts == want_counts
+        assert all(torch.equal(batch[key], want[key]) for key in want)
