@@ -369,15 +369,16 @@ def main(args: Args) -> None:
             args.mix, [before[n] for n in names], period=period, seed=args.seed, delta=delta, eta=args.eta, c=args.c
         )
         sampler.set_weights(dict(zip(names, after)), at=step)
+        after = [sampler.weights[n] for n in names]  # what the sampler draws with (normalised to sum 1)
         if args.debug_checks:
-            distributed.assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor([float(w) for w in after], dtype=torch.float64), names)
-            append_jsonl(debug_log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": [float(w) for w in after]})
+            distributed.assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor(after, dtype=torch.float64), names)
+            append_jsonl(debug_log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": after})
         seconds = time.perf_counter() - start
         if not is_main:
             return
         record = {
             "step": step, "strategy": args.mix, "names": names,
-            "weights_before": [before[n] for n in names], "weights_after": [float(w) for w in after],
+            "weights_before": [before[n] for n in names], "weights_after": after,
             "histograms": histograms.tolist(), "layers": args.layers, "distance": args.distance, "agg": args.agg,
             "eta": args.eta, "c": args.c, "similarity": torch.as_tensor(similarity).tolist(),
             "delta": torch.as_tensor(delta).tolist(), "probe_tokens": probe_tokens, "dev_loss": dev_loss, "seconds": seconds,
