@@ -18,6 +18,8 @@ from data import IGNORE_INDEX
 
 @dataclass
 class StepClock:
+    created: float = field(default_factory=time.perf_counter)
+    """Create the clock first thing: `created` to the first tick is the configuration's setup (model, data, tokenising)."""
     wall: list[float] = field(default_factory=list)
     """`time.perf_counter()` at the start of each step."""
     cpu: list[float] = field(default_factory=list)
@@ -47,6 +49,7 @@ class StepClock:
         real = sum(self.real_tokens[warmup : warmup + steps])
         assistant = sum(self.assistant_tokens[warmup : warmup + steps])
         return {
+            "setup_seconds": self.wall[0] - self.created,
             "steps": steps,
             "seconds": seconds,
             "real_tokens": real,

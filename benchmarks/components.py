@@ -26,13 +26,13 @@ def ceiling(warmup: int, steps: int, rows: int, seq_len: int) -> dict:
     No data pipeline, no packing (no position_ids, so the plain causal mask), no clipping, no schedule:
     the most tokens per second this model can train at this batch shape.
     """
+    clock = StepClock()
     model, tokenizer = load_model("tiny", seed=0)
     for _, router in routing.find_routers(model):
         router.requires_grad_(False)  # as routemix trains by default
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)  # as train.py
     generator = torch.Generator().manual_seed(0)
-    clock = StepClock()
     for _ in range(warmup + steps):
         clock.tick()
         input_ids = torch.randint(0, len(tokenizer), (rows, seq_len), generator=generator)

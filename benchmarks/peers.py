@@ -93,10 +93,10 @@ def pad_to_seq_len(seq_len: int, pad_id: int):
 
 def hf_trainer_padded(warmup: int, steps: int, rows: int, seq_len: int, data_dir: Path) -> dict:
     """The Hugging Face `Trainer`, every example padded to `seq_len`, no packing."""
+    clock = StepClock()
     model, tokenizer = tiny_model_with_frozen_routers()
     max_steps = warmup + steps + 1
     examples = [data.encode(tokenizer, m, seq_len) for m in sampled_conversations(data_dir, max_steps * rows)]
-    clock = StepClock()
     model.register_forward_pre_hook(count_tokens(clock), with_kwargs=True)
     with tempfile.TemporaryDirectory(prefix="routemix-bench-hf-") as out:
         trainer = Trainer(
@@ -121,11 +121,11 @@ def trl_packed(warmup: int, steps: int, rows: int, seq_len: int, data_dir: Path)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    clock = StepClock()
     model, tokenizer = tiny_model_with_frozen_routers()
     max_steps = warmup + steps + 1
     # a packed row holds ~2.4 demo examples; 3 per row leaves room so that the window stays inside one epoch
     records = [prompt_completion(m) for m in sampled_conversations(data_dir, 3 * max_steps * rows)]
-    clock = StepClock()
     model.register_forward_pre_hook(count_tokens(clock), with_kwargs=True)
     with tempfile.TemporaryDirectory(prefix="routemix-bench-trl-") as out:
         trainer = SFTTrainer(

@@ -62,6 +62,10 @@ class Args:
     """Before each configuration, wait until other processes keep fewer than this many cores busy..."""
     max_wait_s: float = 300.0
     """...but no longer than this (seconds); then run anyway. The table reports how busy the others were."""
+    max_others_cores: float = 0.1
+    """A run during which other processes kept more cores than this busy is disturbed: it is discarded and rerun..."""
+    reruns: int = 2
+    """...at most this many times per configuration and repetition (then the last run counts, and the table shows it)."""
     threads: int = 2
     """`torch.set_num_threads` (and OMP_NUM_THREADS) of every configuration."""
     rows: int = 8
@@ -83,7 +87,8 @@ class Args:
 
 def resolve(args: Args) -> Args:
     if args.quick:
-        args.repeats, args.warmup, args.steps, args.rows, args.seq_len, args.max_wait_s = 1, 1, 4, 4, 128, 0.0
+        args.repeats, args.warmup, args.steps, args.rows, args.seq_len = 1, 1, 4, 4, 128
+        args.max_wait_s, args.reruns = 0.0, 0
     elif args.steps % PAPER_PROBE_EVERY:
         raise SystemExit(f"--steps must be a multiple of {PAPER_PROBE_EVERY} (the paper's probe period)")
     unknown = sorted(set(args.only) - set(CONFIGS))
@@ -130,6 +135,17 @@ def measure(args: Args) -> dict:
             "sampler": components.sampler_cost(args.data, draws, updates),
         }
     raise SystemExit(f"unknown configuration {args.child!r}")
+
+
+def run_undisturbed(args: Args, config: str, workdir: Path) -> dict:
+    """`run_child`, rerun while other processes disturbed it (at most `--reruns` times); the discarded
+    runs' throughput and disturbance are kept in the result."""
+    discarded = []
+    result = run_child(args, config, workdir)
+    while "error" not in result and result["others_busy_cores"] > args.max_others_cores and len(discarded) < args.reruns:
+        discarded.append({key: result.get(key) for key in ("real_tokens_per_s", "others_busy_cores")})
+        result = run_child(args, config, workdir)
+    return {**result, "discarded": discarded}
 
 
 def run_child(args: Args, config: str, workdir: Path) -> dict:
@@ -182,7 +198,9 @@ def summarize(runs: dict[str, list[dict]], skipped: dict[str, str]) -> dict:
             summary[config] = {"skipped": skipped.get(config) or "failed: " + runs[config][0]["error"]}
             continue
         row = {key: spread([r[key] for r in good]) for key in
-               ("real_tokens_per_s", "assistant_tokens_per_s", "real_tokens_per_cpu_s", "peak_rss_mib", "others_busy_cores")}
+               ("real_tokens_per_s", "assistant_tokens_per_s", "real_tokens_per_cpu_s", "peak_rss_mib", "others_busy_cores",
+                "setup_seconds")}
+        row["discarded_runs"] = sum(len(r.get("discarded", [])) for r in runs.get(config, []))
         row["vs_routemix_static"] = paired_ratios(runs, config, "routemix-static")
         if "probe_seconds" in good[0] and good[0]["probe_steps"]:
             row["probe_every"] = good[0]["probe_every"]
@@ -216,18 +234,19 @@ def table(summary: dict, args: Args) -> str:
          f"{args.rows} x {args.seq_len} tokens per step, {args.threads} threads; median [min-max]"
          + ("; --quick: a smoke run, the numbers mean nothing" if args.quick else "")),
         "",
-        "| configuration | real tokens/s | assistant tokens/s | / routemix static | peak RSS MiB | others' busy cores |",
-        "|---|---|---|---|---|---|",
+        "| configuration | real tokens/s | assistant tokens/s | / routemix static | setup s | peak RSS MiB | others' busy cores |",
+        "|---|---|---|---|---|---|---|",
     ]
     for config in THROUGHPUT:
         row = summary.get(config)
         if row is None:
             continue
         if "skipped" in row:
-            lines.append(f"| {config}: {DESCRIPTIONS[config]} | {row['skipped']} | | | | |")
+            lines.append(f"| {config}: {DESCRIPTIONS[config]} | {row['skipped']} | | | | | |")
             continue
         lines.append(f"| {config}: {DESCRIPTIONS[config]} | {fmt(row['real_tokens_per_s'])} | {fmt(row['assistant_tokens_per_s'])} "
-                     f"| {fmt(row['vs_routemix_static'], 2)} | {fmt(row['peak_rss_mib'])} | {fmt(row['others_busy_cores'], 2)} |")
+                     f"| {fmt(row['vs_routemix_static'], 2)} | {fmt(row['setup_seconds'], 1)} | {fmt(row['peak_rss_mib'])} "
+                     f"| {fmt(row['others_busy_cores'], 2)} |")
     probes = [(c, summary[c]) for c in THROUGHPUT if "probe_seconds" in summary.get(c, {})]
     if probes:
         lines += ["", "| probe schedule | seconds per probe | whole probe block s | share of wall time |", "|---|---|---|---|"]
@@ -273,11 +292,13 @@ def main(args: Args) -> None:
     with tempfile.TemporaryDirectory(prefix="routemix-bench-") as workdir, ThreadPoolExecutor(2 if args.quick else 1) as pool:
         for repeat in range(args.repeats):
             # one at a time (--quick: two), in the same order every repetition
-            for config, result in zip(runs, pool.map(lambda config: run_child(args, config, Path(workdir)), list(runs))):
+            for config, result in zip(runs, pool.map(lambda config: run_undisturbed(args, config, Path(workdir)), list(runs))):
                 runs[config].append(result)
                 status = result.get("error") or f"{result.get('real_tokens_per_s', 0):,.0f} real tokens/s"
                 print(f"  [{repeat + 1}/{args.repeats}] {config}: {status}, "
-                      f"others kept {result.get('others_busy_cores', 0):.2f} cores busy", flush=True)
+                      f"others kept {result.get('others_busy_cores', 0):.2f} cores busy"
+                      + "".join(f"; discarded a run where others kept {d['others_busy_cores']:.2f} cores busy"
+                                for d in result.get("discarded", [])), flush=True)
                 if "error" in result:
                     print(result["log_tail"], file=sys.stderr)
     summary = summarize(runs, skipped)
