@@ -298,9 +298,9 @@ def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> dict
     }
 
 
-def collate_padded(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """One example per row, right-padded to the longest, with an attention mask (no packing)."""
-    width = max(len(e.input_ids) for e in examples)
+def collate_padded(examples: list[Example], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """One example per row, right-padded to the longest (or to `width`), with an attention mask (no packing)."""
+    width = width or max(len(e.input_ids) for e in examples)
     shape = (len(examples), width)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)

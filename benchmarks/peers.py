@@ -77,16 +77,8 @@ def pad_to_seq_len(seq_len: int, pad_id: int):
     """Collator of the paper's loop shape: one example per row, right-padded to `seq_len`, attention mask."""
 
     def collate(examples: list[data.Example]) -> dict[str, torch.Tensor]:
-        shape = (len(examples), seq_len)
-        input_ids = torch.full(shape, pad_id, dtype=torch.long)
-        labels = torch.full(shape, data.IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros(shape, dtype=torch.long)
-        for r, example in enumerate(examples):
-            n = len(example.input_ids)
-            input_ids[r, :n] = torch.tensor(example.input_ids)
-            labels[r, :n] = torch.tensor(example.labels)
-            attention_mask[r, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        batch = data.collate_padded(examples, pad_id, width=seq_len)
+        return {key: batch[key] for key in ("input_ids", "labels", "attention_mask")}
 
     return collate
 
