@@ -39,7 +39,7 @@ import distributed
 import mixture
 import plots
 import routing
-from models import load_model, token_loss_sum
+from models import TargetHead, load_model
 from run_folder import COMPLETE, append_jsonl, complete_checkpoints, truncate_jsonl, write_atomic
 from sampler import MixtureSampler
 
@@ -191,7 +191,7 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
 
 
 @torch.no_grad()
-def probe(model, capture: routing.RoutingCapture, probe_batches: dict, args: Args, accelerator: Accelerator):
+def probe(model, head: TargetHead, capture: routing.RoutingCapture, probe_batches: dict, args: Args, accelerator: Accelerator):
     """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks.
 
     Each rank runs its share of every dataset's probe batches (batch b goes to rank b mod world);
@@ -212,13 +212,15 @@ def probe(model, capture: routing.RoutingCapture, probe_batches: dict, args: Arg
             n_loss, n_counted = 0, 0
             for b in range(rank, math.ceil(len(batches) / world) * world, world):
                 mine = b < len(batches)
-                batch = {key: value.to(accelerator.device) for key, value in batches[b if mine else 0].items()}
-                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+                cpu_batch = batches[b if mine else 0]
+                batch = {key: value.to(accelerator.device) for key, value in cpu_batch.items()}
+                with head.on(cpu_batch["labels"], accelerator.device) as targets:
+                    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
                 mask = batch["token_mask"] if args.probe_tokens == "all" else batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX)
                 histogram = histogram + capture.histogram(mask & mine)  # num_experts is known after a forward
                 if mine:
-                    loss_sum += token_loss_sum(logits, batch["labels"]).double()
-                    n_loss += int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum())
+                    loss_sum += head.loss_sum(logits, targets, batch["labels"]).double()
+                    n_loss += len(targets)
                     n_counted += int(mask.sum())
             histograms.append(histogram)
             loss_sums.append(loss_sum)
@@ -233,9 +235,9 @@ def probe(model, capture: routing.RoutingCapture, probe_batches: dict, args: Arg
     return histograms, dev_loss, tokens[1].tolist(), rank_histograms.cpu()
 
 
-def forward_backward(model, micro_batches: list[dict], accelerator: Accelerator, aux_loss_coef: float = 0.0):
+def forward_backward(model, head: TargetHead, micro_batches: list[dict], accelerator: Accelerator, aux_loss_coef: float = 0.0):
     """Forward and backward over one optimizer step's micro-batches; returns `(summed token loss, tokens)`
-    over all ranks' micro-batches.
+    over all ranks' micro-batches. The LM head runs only at positions with a target (`TargetHead`).
 
     The loss of a step is the sum over all of its assistant tokens (every micro-batch, every rank)
     divided by their count, so micro-batches with more tokens weigh more. accelerate divides each
@@ -245,12 +247,13 @@ def forward_backward(model, micro_batches: list[dict], accelerator: Accelerator,
     global_tokens = int(accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), reduction="sum"))
     scale = accelerator.gradient_accumulation_steps * accelerator.num_processes / max(global_tokens, 1)
     loss_sum = torch.zeros((), device=accelerator.device)
-    for batch in micro_batches:
-        batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
+    for cpu_batch in micro_batches:
+        batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in cpu_batch.items()}
         with accelerator.accumulate(model):
-            outputs = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                            output_router_logits=aux_loss_coef > 0)
-            token_loss = token_loss_sum(outputs.logits, batch["labels"])
+            with head.on(cpu_batch["labels"], accelerator.device) as targets:
+                outputs = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                output_router_logits=aux_loss_coef > 0)
+            token_loss = head.loss_sum(outputs.logits, targets, batch["labels"])
             loss = token_loss * scale
             if aux_loss_coef > 0:
                 loss = loss + aux_loss_coef * outputs.aux_loss
@@ -286,6 +289,7 @@ def main(args: Args) -> None:
         attn_implementation=args.attn_implementation,
     )
     routers = routing.find_routers(model, args.router_pattern)  # fails here for a model without MoE routers
+    head = TargetHead(model)  # logits only where there is a target: the tiny model's step 17% faster
     capture = routing.RoutingCapture(routers)
     if args.freeze_router:
         for _, router in routers + routing.other_routers(model):
@@ -360,7 +364,7 @@ def main(args: Args) -> None:
     def update_mixture(step: int, period: int) -> None:
         """Probe, compute the next weights, hand them to the sampler, log everything about it."""
         start = time.perf_counter()
-        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, capture, probe_batches, args, accelerator)
+        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, head, capture, probe_batches, args, accelerator)
         g = routing.representations(histograms, args.layers)
         similarity = routing.similarity(g, args.distance)
         delta = routing.redundancy(g, args.distance, args.agg) if args.mix != "refloss" else mixture.refloss_delta(dev_loss, ref_loss)
@@ -414,7 +418,7 @@ def main(args: Args) -> None:
     while step < args.max_steps:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
-        loss_sum, global_tokens = forward_backward(model, micro_batches, accelerator, args.aux_loss_coef)
+        loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, args.aux_loss_coef)
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
         # DeepSpeed has clipped inside its step already and returns the norm as a float
         grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))

@@ -9,6 +9,7 @@ LLaMA-MoE and ModuleFormer (MoLM) once this package is imported.
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -96,3 +97,53 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
     )
+
+
+class TargetHead:
+    """Runs a model's LM head only at the positions that have a next-token target.
+
+    Most positions of a training batch carry no target (prompts, padding, each example's last
+    token), yet a causal LM computes their logits and the loss throws them away. The LM head and
+    its cross-entropy are the largest single cost of a small MoE's step and the largest activation
+    of a large-vocabulary one. A forward pre-hook on the output embedding hands it only the hidden
+    states of positions t with `labels[:, t + 1] != -100`, so inside `with head.on(labels):` the
+    model returns logits of shape (targets, vocab) and `loss_sum` pairs them with their targets.
+    Same loss, same gradients (up to float summation order); outside the block the hook does nothing.
+    The hook sits on the module, so it also works under DDP, FSDP2 and DeepSpeed wrappers. A model
+    that computes its logits without calling its output-embedding module returns full logits, and
+    `loss_sum` falls back to `token_loss_sum`.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError(f"{type(model).__name__} has no output embedding (LM head); routemix trains causal LMs")
+        self._index: torch.Tensor | None = None
+        head.register_forward_pre_hook(self._select)
+
+    def _select(self, module: torch.nn.Module, args: tuple) -> tuple | None:
+        if self._index is None:
+            return None
+        hidden, *rest = args
+        return (hidden.flatten(0, -2).index_select(0, self._index), *rest)
+
+    @contextmanager
+    def on(self, labels: torch.Tensor, device: torch.device | str | None = None):
+        """Select the positions with a target in `labels` (rows x seq_len, best still on the CPU: no device
+        sync); yields the targets, on `device`, in the order of the logits the model will return."""
+        targets = torch.full_like(labels, -100)
+        targets[:, :-1] = labels[:, 1:]
+        targets = targets.flatten()
+        index = (targets != -100).nonzero().squeeze(1)
+        self._index = index.to(device, non_blocking=True)
+        try:
+            yield targets[index].to(device, non_blocking=True)
+        finally:
+            self._index = None
+
+    @staticmethod
+    def loss_sum(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed next-token cross-entropy (float32) of `logits` from inside `on(labels)`."""
+        if logits.dim() == 3:  # the model did not call its output-embedding module: full logits
+            return token_loss_sum(logits, labels.to(logits.device))
+        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")

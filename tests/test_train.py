@@ -10,7 +10,7 @@ from accelerate.state import AcceleratorState, GradientState
 import data
 import train
 from launch import REPO, run_train
-from models import load_model
+from models import TargetHead, load_model, token_loss_sum
 
 
 def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[str, torch.Tensor]:
@@ -18,19 +18,63 @@ def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[s
     GradientState._reset_state()
     accelerator = Accelerator(gradient_accumulation_steps=grad_accum, cpu=True)
     model, _ = load_model("tiny", seed=0)
+    head = TargetHead(model)
     model = accelerator.prepare(model)
     micro_batches = [{k: v[i : i + rows_per_micro_batch] for k, v in batch.items()} for i in range(0, 8, rows_per_micro_batch)]
     assert len(micro_batches) == grad_accum
-    loss_sum, tokens = train.forward_backward(model, micro_batches, accelerator)
+    loss_sum, tokens = train.forward_backward(model, head, micro_batches, accelerator)
     assert accelerator.sync_gradients
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, loss_sum / tokens
 
 
-def test_gradient_accumulation_matches_one_big_batch():
-    model, tokenizer = load_model("tiny", seed=0)
+def packed_batch(tokenizer) -> dict[str, torch.Tensor]:
     train_set, _ = data.load_train_dev(REPO / "data" / "demo")
     stream = data.PackedStream(iter([(n, i) for i in range(40) for n in sorted(train_set)]).__next__, train_set, tokenizer, 128, 8)
-    batch, _ = stream.next_batch()
+    return stream.next_batch()[0]
+
+
+def test_target_head_gives_the_full_logits_loss_and_gradients():
+    model, tokenizer = load_model("tiny", seed=0)
+    batch = packed_batch(tokenizer)
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+
+    def loss_and_gradients(loss_of_model):
+        model.zero_grad(set_to_none=True)
+        loss = loss_of_model()
+        loss.backward()
+        return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    full_logits = model(**inputs).logits
+    full_loss, full_grads = loss_and_gradients(lambda: token_loss_sum(model(**inputs).logits, batch["labels"]))
+    head = TargetHead(model)
+    with head.on(batch["labels"]) as targets:
+        logits = model(**inputs).logits
+    n_targets = int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum())
+    assert n_targets < 0.9 * batch["labels"].numel()  # prompts and padding: many positions without a target
+    assert logits.shape == (n_targets, full_logits.shape[-1]) and targets.shape == (n_targets,)
+    # the selected rows are exactly the full logits at the positions with a target, in order
+    rows, positions = (batch["labels"][:, 1:] != data.IGNORE_INDEX).nonzero(as_tuple=True)
+    assert torch.allclose(logits, full_logits[rows, positions], atol=1e-6)
+    assert torch.equal(targets, batch["labels"][rows, positions + 1])
+
+    def head_loss():
+        with head.on(batch["labels"]) as targets:
+            logits = model(**inputs).logits
+        return head.loss_sum(logits, targets, batch["labels"])
+
+    loss, grads = loss_and_gradients(head_loss)
+    assert abs(loss - full_loss) <= 1e-6 * full_loss
+    assert grads.keys() == full_grads.keys() and len(grads) > 10
+    # float sums in another order: relative to each gradient's size (summed loss, so gradients are large)
+    assert max(((grads[k] - full_grads[k]).abs().max() / full_grads[k].abs().max()).item() for k in grads) <= 1e-5
+    # outside the block the head is untouched; a model that bypasses the head module returns full logits
+    assert model(**inputs).logits.shape == full_logits.shape
+    assert torch.allclose(head.loss_sum(full_logits, targets, batch["labels"]), token_loss_sum(full_logits, batch["labels"]))
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    model, tokenizer = load_model("tiny", seed=0)
+    batch = packed_batch(tokenizer)
     # rows hold different numbers of assistant tokens: a mean of micro-batch means would be wrong
     per_row = (batch["labels"][:, 1:] != data.IGNORE_INDEX).sum(1)
     assert len(set(per_row.tolist())) > 1
