@@ -117,7 +117,7 @@ class Args:
     log_every: int = 10
     """Optimizer steps between log lines (metrics.jsonl, TensorBoard)."""
     save_every: int = 100
-    """Optimizer steps between checkpoints (the last step always saves)."""
+    """Optimizer steps between checkpoints (the last step always saves); `plots/` is redrawn at each."""
     keep_checkpoints: int = 2
     """Number of complete checkpoints kept."""
     resume: str = "auto"
@@ -361,8 +361,10 @@ def main(args: Args) -> None:
         debug_log.parent.mkdir(parents=True, exist_ok=True)
         truncate_jsonl(debug_log, step)  # a resumed run redoes the steps after its checkpoint
 
+    latest_probe = {}  # the last probe's histograms and similarity, for the plots
+
     def update_mixture(step: int, period: int) -> None:
-        """Probe, compute the next weights, hand them to the sampler, log everything about it."""
+        """Probe, compute the next weights, hand them to the sampler, log everything about it (plots: `draw_plots`)."""
         start = time.perf_counter()
         histograms, dev_loss, probe_tokens, rank_histograms = probe(model, head, capture, probe_batches, args, accelerator)
         g = routing.representations(histograms, args.layers)
@@ -393,15 +395,23 @@ def main(args: Args) -> None:
             writer.add_scalar(f"mixture/delta_{name}", record["delta"][i], step)
             writer.add_scalar(f"losses/dev_{name}", dev_loss[i], step)
         writer.add_scalar("charts/probe_seconds", seconds, step)
+        latest_probe.update(step=step, histograms=histograms, similarity=similarity)
+
+    def draw_plots() -> None:
+        """The PNGs in `plots/` and the TensorBoard routing heatmap, from the latest probe. Drawn at checkpoints,
+        not at every probe: the three figures take ~0.3 s, as long as the demo schedule's probe itself."""
+        if not is_main or not latest_probe:
+            return
         (out / "plots").mkdir(exist_ok=True)
         plots.plot_weights(sampler.history, names, out / "plots" / "weights.png")
-        heatmap = plots.plot_routing(histograms, names, out / "plots" / "routing.png")
-        plots.plot_similarity(similarity, names, args.distance, out / "plots" / "similarity.png")
-        writer.add_image("mixture/routing", heatmap, step, dataformats="HWC")
+        heatmap = plots.plot_routing(latest_probe["histograms"], names, out / "plots" / "routing.png")
+        plots.plot_similarity(latest_probe["similarity"], names, args.distance, out / "plots" / "similarity.png")
+        writer.add_image("mixture/routing", heatmap, latest_probe["step"], dataformats="HWC")
 
     writer = SummaryWriter(out / "tensorboard", purge_step=step or None) if is_main else None
     if args.probe_only:
         update_mixture(step=0, period=1)
+        draw_plots()
         if is_main:
             weights_after = json.loads((out / "mixture.jsonl").read_text().splitlines()[-1])["weights_after"]
             (out / "probe_weights.json").write_text(json.dumps(dict(zip(names, weights_after)), indent=2))
@@ -464,6 +474,7 @@ def main(args: Args) -> None:
                 progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             train_seconds, tokens_since_log = 0.0, 0
         if step % args.save_every == 0 or last_step:
+            draw_plots()
             save_checkpoint(step)
 
     progress.close()
