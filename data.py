@@ -156,12 +156,34 @@ class Example:
 
 
 def encode(tokenizer, messages: Messages, max_len: int) -> Example:
-    """Render `messages` with the chat template and label the assistant spans.
+    """Render `messages` with the chat template and label the assistant spans (see `encode_many`)."""
+    return encode_many(tokenizer, [messages], max_len)[0]
+
+
+def encode_many(tokenizer, conversations: list[Messages], max_len: int) -> list[Example]:
+    """Render each conversation with the chat template and label its assistant spans; one tokenizer call.
 
     The span of assistant turn i is the text between the rendering of messages[:i] with a
     generation prompt and the rendering of messages[:i+1]; tokens whose first character falls
     in a span are trained on. Works with any template that renders conversations prefix-wise.
     """
+    rendered = [assistant_spans(tokenizer, messages) for messages in conversations]
+    examples = []
+    for (_, spans), (input_ids, offsets) in zip(rendered, tokenize(tokenizer, [text for text, _ in rendered])):
+        labels = [IGNORE_INDEX] * len(input_ids)
+        span = 0
+        for t, (char_start, _) in enumerate(offsets):
+            while span < len(spans) and char_start >= spans[span][1]:
+                span += 1
+            if span < len(spans) and char_start >= spans[span][0]:
+                labels[t] = input_ids[t]
+        labels[0] = IGNORE_INDEX  # nothing predicts the first token of an example
+        examples.append(Example(input_ids[:max_len], labels[:max_len], truncated=len(input_ids) > max_len))
+    return examples
+
+
+def assistant_spans(tokenizer, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of each assistant turn in it."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     spans = []
     for i, message in enumerate(messages):
@@ -173,18 +195,21 @@ def encode(tokenizer, messages: Messages, max_len: int) -> Example:
         if not text.startswith(end_text):
             raise ValueError("the chat template does not render conversations prefix-wise; cannot find assistant spans")
         spans.append((start, len(end_text)))
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = encoding["input_ids"]
-    labels = [IGNORE_INDEX] * len(input_ids)
-    span = 0
-    for t, (char_start, _) in enumerate(encoding["offset_mapping"]):
-        while span < len(spans) and char_start >= spans[span][1]:
-            span += 1
-        if span < len(spans) and char_start >= spans[span][0]:
-            labels[t] = input_ids[t]
-    labels[0] = IGNORE_INDEX  # nothing predicts the first token of an example
-    truncated = len(input_ids) > max_len
-    return Example(input_ids[:max_len], labels[:max_len], truncated)
+    return text, spans
+
+
+def tokenize(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Token ids and character offsets of each text, no special tokens added.
+
+    Straight through the Rust tokenizer in one parallel call when the tokenizer has one and it has
+    no truncation or padding set (3x faster per text than `tokenizer(text)`: no per-call
+    configuration, no `BatchEncoding`); otherwise one `tokenizer(text)` call per text.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        return [(encoding.ids, encoding.offsets) for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    encodings = [tokenizer(text, add_special_tokens=False, return_offsets_mapping=True) for text in texts]
+    return [(encoding["input_ids"], encoding["offset_mapping"]) for encoding in encodings]
 
 
 # --------------------------------------------------------------------------- batches
@@ -215,7 +240,9 @@ def pack(examples: list[Example], seq_len: int, rows: int) -> list[list[list[Exa
 
 class PackedStream:
     """Training micro-batches: examples in the order `draw()` gives them, tokenised on first use
-    (then cached), packed whole into `rows` rows of `seq_len` tokens.
+    (then cached), packed whole into `rows` rows of `seq_len` tokens. With `upcoming(name, n)` (the
+    indices `draw` will give next for dataset `name`, e.g. `MixtureSampler.upcoming`), the first use of
+    an example also tokenises the next `ENCODE_AHEAD` of its dataset in the same call.
 
     Each batch draws examples until it holds at least a batch's worth of tokens, counting the
     examples still waiting from the previous batch. The waiting examples are placed first, oldest
@@ -225,20 +252,29 @@ class PackedStream:
     the tokens are real (86% when the first example that does not fit closes the batch).
     """
 
-    def __init__(self, draw, datasets: dict[str, list[Messages]], tokenizer, seq_len: int, rows: int):
+    ENCODE_AHEAD = 64
+
+    def __init__(self, draw, datasets: dict[str, list[Messages]], tokenizer, seq_len: int, rows: int, upcoming=None):
         self.draw, self.datasets, self.tokenizer = draw, datasets, tokenizer
-        self.seq_len, self.rows = seq_len, rows
+        self.seq_len, self.rows, self.upcoming = seq_len, rows, upcoming
         self.pending: list[tuple[str, int]] = []
-        self.truncated: Counter = Counter()
+        self.truncated: Counter = Counter()  # examples cut to seq_len, counted at first use
         self._cache: dict[tuple[str, int], Example] = {}
+        self._unused: set[tuple[str, int]] = set()  # tokenised ahead, not used yet
 
     def example(self, name: str, index: int) -> Example:
         key = (name, index)
         if key not in self._cache:
-            example = encode(self.tokenizer, self.datasets[name][index], self.seq_len)
-            if example.truncated:
+            ahead = self.upcoming(name, self.ENCODE_AHEAD) if self.upcoming else []
+            indices = [index] + [i for i in dict.fromkeys(ahead) if i != index and (name, i) not in self._cache]
+            conversations = [self.datasets[name][i] for i in indices]
+            for i, example in zip(indices, encode_many(self.tokenizer, conversations, self.seq_len)):
+                self._cache[name, i] = example
+                self._unused.add((name, i))
+        if key in self._unused:
+            self._unused.discard(key)
+            if self._cache[key].truncated:
                 self.truncated[name] += 1
-            self._cache[key] = example
         return self._cache[key]
 
     def next_batch(self) -> tuple[dict[str, torch.Tensor], Counter]:

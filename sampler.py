@@ -83,6 +83,11 @@ class MixtureSampler:
         self.draws += 1
         return name, index
 
+    def upcoming(self, name: str, n: int) -> list[int]:
+        """The next (up to) `n` indices of dataset `name` in its current pass, in the order `draw` gives
+        them; draws nothing (for tokenising ahead)."""
+        return self._order[name][self.cursor[name] : self.cursor[name] + n]
+
     def state_dict(self) -> dict:
         """Everything needed to continue the exact same stream (JSON-serialisable)."""
         version, internal, gauss = self._rng.getstate()

@@ -182,7 +182,7 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
     """The fixed dev batches of every probe: the first `probe-batches` packed micro-batches of each dev set."""
     batches = {}
     for name, conversations in dev.items():
-        examples = [data.encode(tokenizer, messages, args.seq_len) for messages in conversations]
+        examples = data.encode_many(tokenizer, conversations, args.seq_len)
         packed = data.pack(examples, args.seq_len, args.micro_batch_size)[: args.probe_batches]
         if len(packed) < args.probe_batches:
             print(f"warning: dev set {name!r} fills {len(packed)} of {args.probe_batches} probe batches; using what exists")
@@ -309,7 +309,7 @@ def main(args: Args) -> None:
     probe_batches = make_probe_batches(dev, tokenizer, args)
 
     sampler = MixtureSampler(sizes, dict(zip(names, weights)), seed=args.seed, rank=accelerator.process_index)
-    stream = data.PackedStream(sampler.draw, train, tokenizer, args.seq_len, args.micro_batch_size)
+    stream = data.PackedStream(sampler.draw, train, tokenizer, args.seq_len, args.micro_batch_size, sampler.upcoming)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel per step, not ~10 per parameter (tiny MoE, 2 CPU threads: 8.9 -> 3.4 ms per step)

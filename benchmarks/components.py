@@ -52,7 +52,7 @@ def capture_overhead(data_dir: Path, rows: int, seq_len: int, repeats: int) -> d
     model.eval()
     capture = routing.RoutingCapture(routing.find_routers(model))
     _, dev = data.load_train_dev(data_dir)
-    examples = [data.encode(tokenizer, messages, seq_len) for messages in dev[min(dev)]]
+    examples = data.encode_many(tokenizer, dev[min(dev)], seq_len)
     batch = data.collate_packed(data.pack(examples, seq_len, rows)[0], seq_len, tokenizer.pad_token_id)
 
     @torch.no_grad()

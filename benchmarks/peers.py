@@ -88,7 +88,7 @@ def hf_trainer_padded(warmup: int, steps: int, rows: int, seq_len: int, data_dir
     clock = StepClock()
     model, tokenizer = tiny_model_with_frozen_routers()
     max_steps = warmup + steps + 1
-    examples = [data.encode(tokenizer, m, seq_len) for m in sampled_conversations(data_dir, max_steps * rows)]
+    examples = data.encode_many(tokenizer, sampled_conversations(data_dir, max_steps * rows), seq_len)
     model.register_forward_pre_hook(count_tokens(clock), with_kwargs=True)
     with tempfile.TemporaryDirectory(prefix="routemix-bench-hf-") as out:
         trainer = Trainer(

@@ -80,7 +80,7 @@ def dev_metrics(model, tokenizer, dev: dict[str, list[data.Messages]], max_len: 
     """`<name>/loss`, `<name>/perplexity`, `<name>/tokens` per dev set, and "loss", the mean of the losses."""
     metrics = {}
     for name, conversations in tqdm(dev.items(), desc="dev sets"):
-        examples = [data.encode(tokenizer, messages, max_len) for messages in conversations]
+        examples = data.encode_many(tokenizer, conversations, max_len)
         if truncated := sum(e.truncated for e in examples):
             logger.warning("%s: %d of %d conversations cut at %d tokens", name, truncated, len(examples), max_len)
         total, tokens = summed_loss(model, examples, tokenizer.pad_token_id, batch_size)

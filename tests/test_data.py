@@ -7,7 +7,9 @@ import torch
 from transformers import AutoTokenizer
 
 import data
+from launch import REPO
 from models import TINY_DIR, load_model, token_loss_sum
+from sampler import MixtureSampler
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +135,38 @@ def test_packed_equals_one_by_one_with_negative_control(tiny_model, tokenizer):
     assert worst <= 1e-5
     assert abs(packed_loss.item() - separate_loss) <= 1e-5 * separate_loss
     assert worst_control > 1e-2  # without position_ids attention crosses examples: packing would be wrong
+
+
+def test_batched_tokenising_equals_one_tokenizer_call_per_text(tokenizer):
+    train_set, _ = data.load_train_dev(REPO / "data" / "demo")
+    conversations = [c for name in sorted(train_set) for c in train_set[name][:40]]  # incl. two-turn reasoning
+    texts = [data.assistant_spans(tokenizer, messages)[0] for messages in conversations]
+    one_by_one = [tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
+    expected = [(e["input_ids"], [tuple(o) for o in e["offset_mapping"]]) for e in one_by_one]
+    assert [(ids, [tuple(o) for o in offsets]) for ids, offsets in data.tokenize(tokenizer, texts)] == expected
+    # a tokenizer with padding set on its Rust backend goes through `tokenizer(text)` instead (which unsets it)
+    tokenizer.backend_tokenizer.enable_padding(length=4096)
+    assert [(ids, [tuple(o) for o in offsets]) for ids, offsets in data.tokenize(tokenizer, texts)] == expected
+    assert tokenizer.backend_tokenizer.padding is None
+    many = data.encode_many(tokenizer, conversations, 128)
+    assert [(e.input_ids, e.labels, e.truncated) for e in many] == [
+        (e.input_ids, e.labels, e.truncated) for e in (data.encode(tokenizer, m, 128) for m in conversations)
+    ]
+    assert any(e.truncated for e in many) and not all(e.truncated for e in many)
+
+
+def test_tokenising_ahead_changes_no_batch_and_no_count(tokenizer):
+    train_set, _ = data.load_train_dev(REPO / "data" / "demo")
+    sizes = {name: len(conversations) for name, conversations in train_set.items()}
+
+    def batches(ahead: bool):
+        sampler = MixtureSampler(sizes, {name: 1.0 for name in sizes}, seed=3)
+        stream = data.PackedStream(sampler.draw, train_set, tokenizer, 96, 4, sampler.upcoming if ahead else None)
+        out = [stream.next_batch() for _ in range(30)]
+        return out, stream
+
+    (plain, plain_stream), (ahead, ahead_stream) = batches(False), batches(True)
+    for (a, a_trained), (b, b_trained) in zip(plain, ahead):
+        assert a_trained == b_trained and all(torch.equal(a[key], b[key]) for key in a)
+    assert ahead_stream.truncated == plain_stream.truncated and sum(plain_stream.truncated.values()) > 0
+    assert len(ahead_stream._cache) > len(plain_stream._cache)  # it did tokenise ahead

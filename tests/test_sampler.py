@@ -20,8 +20,11 @@ def test_frequencies_match_weights_chi_square():
 
 def test_each_pass_is_a_permutation_and_passes_differ():
     sampler = MixtureSampler({"a": 7, "b": 5}, {"a": 1.0, "b": 0.0}, seed=1)
+    upcoming = sampler.upcoming("a", 10)  # the rest of the pass, drawing nothing
     first = [sampler.draw()[1] for _ in range(7)]
+    assert upcoming == first and sampler.upcoming("a", 10) == []  # the next pass is shuffled when it starts
     second = [sampler.draw()[1] for _ in range(7)]
+    assert sampler.upcoming("a", 2) == []
     assert sorted(first) == sorted(second) == list(range(7))
     assert first != second
     assert sampler.epoch["a"] == 1 and sampler.epoch["b"] == 0
