@@ -266,7 +266,7 @@ class PackedStream:
         key = (name, index)
         if key not in self._cache:
             ahead = self.upcoming(name, self.ENCODE_AHEAD) if self.upcoming else []
-            indices = [index] + [i for i in dict.fromkeys(ahead) if i != index and (name, i) not in self._cache]
+            indices = [index] + [i for i in ahead if i != index and (name, i) not in self._cache]
             conversations = [self.datasets[name][i] for i in indices]
             for i, example in zip(indices, encode_many(self.tokenizer, conversations, self.seq_len)):
                 self._cache[name, i] = example
