@@ -5,7 +5,7 @@
     weights = next_weights("dynamic", weights, period=p, seed=seed, delta=delta, eta=10.0, c=0.05)
 
 `dynamic` is the paper's method (delta from routing.redundancy); the others are
-its baselines and ablations (DESIGN.md §1). Weights are plain lists of floats in
+its baselines and ablations (docs/method.md). Weights are plain lists of floats in
 the order of `names`, ready for `MixtureSampler.set_weights`. Everything is
 deterministic from its arguments (no global random state), so every rank
 computes the same weights.

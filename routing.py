@@ -1,6 +1,6 @@
 """Expert routing: which experts each dataset's tokens use, and what that says about the mixture.
 
-This is steps 2-5 of the algorithm in DESIGN.md §1, as small functions over tensors:
+This is steps 2-5 of the algorithm in docs/method.md, as small functions over tensors:
 
     routers = find_routers(model)                    # the MoE routers, in layer order
     with RoutingCapture(routers) as capture:         # hooks live only inside the block

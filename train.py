@@ -39,6 +39,7 @@ import distributed
 import mixture
 import plots
 import routing
+import sources
 from models import TargetHead, load_model
 from run_folder import COMPLETE, append_jsonl, complete_checkpoints, truncate_jsonl, write_atomic
 from sampler import MixtureSampler
@@ -295,7 +296,7 @@ def main(args: Args) -> None:
         for _, router in routers + routing.other_routers(model):
             router.requires_grad_(False)
     stats: dict[str, Counter] = {}
-    train, dev = data.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=stats)
+    train, dev = sources.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=stats)
     names = sorted(train)
     sizes = {name: len(train[name]) for name in names}
     skipped = {name: dict(counts) for name, counts in stats.items() if counts}

@@ -15,6 +15,7 @@ import torch
 
 import data
 import routing
+import sources
 from benchmarks.clock import StepClock, assistant_tokens, peak_rss_mib
 from models import load_model, token_loss_sum
 from sampler import MixtureSampler
@@ -51,7 +52,7 @@ def capture_overhead(data_dir: Path, rows: int, seq_len: int, repeats: int) -> d
     model, tokenizer = load_model("tiny", seed=0)
     model.eval()
     capture = routing.RoutingCapture(routing.find_routers(model))
-    _, dev = data.load_train_dev(data_dir)
+    _, dev = sources.load_train_dev(data_dir)
     examples = data.encode_many(tokenizer, dev[min(dev)], seq_len)
     batch = data.collate_packed(data.pack(examples, seq_len, rows)[0], seq_len, tokenizer.pad_token_id)
 
@@ -77,7 +78,7 @@ def capture_overhead(data_dir: Path, rows: int, seq_len: int, repeats: int) -> d
 
 def sampler_cost(data_dir: Path, draws: int, updates: int) -> dict:
     """Draws per second of `MixtureSampler.draw` and seconds per `set_weights`, on the demo datasets' sizes."""
-    train_sets, _ = data.load_train_dev(data_dir)
+    train_sets, _ = sources.load_train_dev(data_dir)
     sizes = {name: len(examples) for name, examples in train_sets.items()}
     sampler = MixtureSampler(sizes, {name: 1.0 for name in sizes}, seed=0)
     start = time.perf_counter()

@@ -22,14 +22,15 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import data
 import routing
+import sources
 from benchmarks.clock import StepClock, assistant_tokens, peak_rss_mib
 from models import load_model
 from sampler import MixtureSampler
 
 
-def sampled_conversations(data_dir: Path, count: int, seed: int = 0) -> list[data.Messages]:
+def sampled_conversations(data_dir: Path, count: int, seed: int = 0) -> list[sources.Messages]:
     """`count` training conversations in the order a uniform `MixtureSampler` draws them."""
-    train_sets, _ = data.load_train_dev(data_dir)
+    train_sets, _ = sources.load_train_dev(data_dir)
     sampler = MixtureSampler({name: len(c) for name, c in train_sets.items()}, {name: 1.0 for name in train_sets}, seed=seed)
     return [train_sets[name][index] for name, index in (sampler.draw() for _ in range(count))]
 
@@ -102,7 +103,7 @@ def hf_trainer_padded(warmup: int, steps: int, rows: int, seq_len: int, data_dir
     return {**clock.window(warmup, steps), "peak_rss_mib": peak_rss_mib()}
 
 
-def prompt_completion(messages: data.Messages) -> dict:
+def prompt_completion(messages: sources.Messages) -> dict:
     """TRL's conversational prompt-completion record: the loss is on the last assistant turn only."""
     last = max(i for i, message in enumerate(messages) if message["role"] == "assistant")
     return {"prompt": messages[:last], "completion": [messages[last]]}

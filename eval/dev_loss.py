@@ -3,7 +3,7 @@
     python -m eval.dev_loss --checkpoints runs/uniform/final runs/dynamic-mix/final --data data/demo
 
 The dev sets are `<data>/dev/<name>.jsonl` (or `dev/<name>/*.jsonl`), read and formatted exactly
-as in training (`data.load_split`, `data.encode`: chat template, loss on assistant tokens only,
+as in training (`sources.load_split`, `data.encode`: chat template, loss on assistant tokens only,
 conversations cut at --max-len tokens). A dataset's loss is the cross-entropy summed over all
 its assistant tokens divided by their number; perplexity is exp(loss); "loss" over all datasets
 is the plain mean of the dataset losses (every dataset counts the same).
@@ -28,6 +28,7 @@ import tyro
 from tqdm import tqdm
 
 import data
+import sources
 from eval.generation import load_checkpoint
 from eval.report import bar_chart, markdown_table
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
@@ -76,7 +77,7 @@ def summed_loss(model, examples: list[data.Example], pad_id: int, batch_size: in
     return total, tokens
 
 
-def dev_metrics(model, tokenizer, dev: dict[str, list[data.Messages]], max_len: int, batch_size: int) -> dict[str, float]:
+def dev_metrics(model, tokenizer, dev: dict[str, list[sources.Messages]], max_len: int, batch_size: int) -> dict[str, float]:
     """`<name>/loss`, `<name>/perplexity`, `<name>/tokens` per dev set, and "loss", the mean of the losses."""
     metrics = {}
     for name, conversations in tqdm(dev.items(), desc="dev sets"):
@@ -94,7 +95,7 @@ def dev_metrics(model, tokenizer, dev: dict[str, list[data.Messages]], max_len: 
 def main(args: Args) -> list[EvalResult]:
     if args.run_names and len(args.run_names) != len(args.checkpoints):
         raise SystemExit("--run-names needs one name per checkpoint")
-    dev = {name: conversations[: args.limit] for name, conversations in data.load_split(args.data, "dev").items()}
+    dev = {name: conversations[: args.limit] for name, conversations in sources.load_split(args.data, "dev").items()}
     names = args.run_names or tuple(run_name(c) for c in args.checkpoints)
     results = []
     for checkpoint, name in zip(args.checkpoints, names):

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import data
+import sources
 import train
 from launch import REPO, TINY_RUN, run_train
 from models import TINY_DIR
@@ -59,7 +60,7 @@ def test_malformed_line_from_the_command_line_names_file_and_line(tmp_path):
 def test_empty_dataset_is_named(tmp_path):
     folder = small_data(tmp_path / "data")
     (folder / "train" / "c" / "part.jsonl").write_text("\n")
-    with pytest.raises(data.DataError, match=r"dataset 'c' in .*train has no usable records"):
+    with pytest.raises(sources.DataError, match=r"dataset 'c' in .*train has no usable records"):
         run_main(tmp_path, "--data", str(folder), "--out", str(tmp_path / "run"))
 
 
@@ -106,7 +107,7 @@ def test_resume_refuses_a_changed_run_and_resume_none_refuses_a_used_folder(tmp_
 
 def test_long_examples_are_truncated_and_counted_and_small_dev_sets_warn(tmp_path, capsys):
     folder = small_data(tmp_path / "data")
-    train_set, dev_set = data.load_train_dev(folder)
+    train_set, dev_set = sources.load_train_dev(folder)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)

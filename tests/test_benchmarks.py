@@ -53,11 +53,12 @@ def demo_stream(drawn: list):
     from transformers import AutoTokenizer
 
     import data
+    import sources
     from models import TINY_DIR
     from sampler import MixtureSampler
 
     tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
-    train_sets, _ = data.load_train_dev(REPO / "data" / "demo")
+    train_sets, _ = sources.load_train_dev(REPO / "data" / "demo")
     sampler = MixtureSampler({name: len(c) for name, c in train_sets.items()}, {name: 1.0 for name in train_sets}, seed=0)
 
     def draw():

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoTokenizer
 
 import data
+import sources
 from launch import REPO
 from models import TINY_DIR, load_model, token_loss_sum
 from sampler import MixtureSampler
@@ -50,7 +51,7 @@ RECORDS = {
 @pytest.mark.parametrize("fmt", sorted(RECORDS))
 def test_labels_cover_every_assistant_turn_and_nothing_else(tokenizer, fmt):
     record, trained, prompt = RECORDS[fmt]
-    example = data.encode(tokenizer, data.to_messages(record), max_len=512)
+    example = data.encode(tokenizer, sources.to_messages(record), max_len=512)
     assert trained_text(tokenizer, example) == trained
     assert prompt_text(tokenizer, example) == prompt
     labelled = [i for i, label in enumerate(example.labels) if label != data.IGNORE_INDEX]
@@ -60,7 +61,7 @@ def test_labels_cover_every_assistant_turn_and_nothing_else(tokenizer, fmt):
 
 def test_truncation_is_flagged(tokenizer):
     record, _, _ = RECORDS["sharegpt"]
-    example = data.encode(tokenizer, data.to_messages(record), max_len=10)
+    example = data.encode(tokenizer, sources.to_messages(record), max_len=10)
     assert len(example.input_ids) == len(example.labels) == 10 and example.truncated
 
 
@@ -75,7 +76,7 @@ def test_bad_records_are_skipped_and_counted(tmp_path):
         ]
         (tmp_path / split / "a" / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     stats = {}
-    train, dev = data.load_train_dev(tmp_path, stats=stats)
+    train, dev = sources.load_train_dev(tmp_path, stats=stats)
     assert len(train["a"]) == 1 and len(dev["a"]) == 1
     assert stats["a"] == {"no_assistant": 2, "bad_record": 1}
 
@@ -84,10 +85,10 @@ def test_malformed_line_names_file_and_line(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     path = tmp_path / "train" / "a" / "x.jsonl"
     path.write_text(json.dumps(RECORDS["alpaca"][0]) + "\n{not json\n")
-    with pytest.raises(data.DataError, match=rf"{path}:2: malformed JSON"):
-        data.load_split(tmp_path, "train")
+    with pytest.raises(sources.DataError, match=rf"{path}:2: malformed JSON"):
+        sources.load_split(tmp_path, "train")
     stats = {}
-    assert len(data.load_split(tmp_path, "train", skip_bad_lines=True, stats=stats)["a"]) == 1
+    assert len(sources.load_split(tmp_path, "train", skip_bad_lines=True, stats=stats)["a"]) == 1
     assert stats["a"]["bad_lines"] == 1
 
 
@@ -95,8 +96,8 @@ def test_train_and_dev_names_must_match(tmp_path):
     for split, name in (("train", "a"), ("dev", "b")):
         (tmp_path / split / name).mkdir(parents=True)
         (tmp_path / split / name / "x.jsonl").write_text(json.dumps(RECORDS["alpaca"][0]) + "\n")
-    with pytest.raises(data.DataError, match=r"only in train \['a'\], only in dev \['b'\]"):
-        data.load_train_dev(tmp_path)
+    with pytest.raises(sources.DataError, match=r"only in train \['a'\], only in dev \['b'\]"):
+        sources.load_train_dev(tmp_path)
 
 
 def test_pack_is_best_fit_in_order():
@@ -117,7 +118,7 @@ def tiny_model():
 
 def test_packed_equals_one_by_one_with_negative_control(tiny_model, tokenizer):
     model, _ = tiny_model
-    examples = [data.encode(tokenizer, data.to_messages(RECORDS[f][0]), 512) for f in sorted(RECORDS)]
+    examples = [data.encode(tokenizer, sources.to_messages(RECORDS[f][0]), 512) for f in sorted(RECORDS)]
     seq_len = sum(len(e.input_ids) for e in examples) + 5  # 5 padding tokens at the end of the row
     batch = data.collate_packed([examples], seq_len, tokenizer.pad_token_id)
     with torch.no_grad():
@@ -138,7 +139,7 @@ def test_packed_equals_one_by_one_with_negative_control(tiny_model, tokenizer):
 
 
 def test_batched_tokenising_equals_one_tokenizer_call_per_text(tokenizer):
-    train_set, _ = data.load_train_dev(REPO / "data" / "demo")
+    train_set, _ = sources.load_train_dev(REPO / "data" / "demo")
     conversations = [c for name in sorted(train_set) for c in train_set[name][:40]]  # incl. two-turn reasoning
     texts = [data.assistant_spans(tokenizer, messages)[0] for messages in conversations]
     one_by_one = [tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
@@ -156,7 +157,7 @@ def test_batched_tokenising_equals_one_tokenizer_call_per_text(tokenizer):
 
 
 def test_tokenising_ahead_changes_no_batch_and_no_count(tokenizer):
-    train_set, _ = data.load_train_dev(REPO / "data" / "demo")
+    train_set, _ = sources.load_train_dev(REPO / "data" / "demo")
     sizes = {name: len(conversations) for name, conversations in train_set.items()}
 
     def batches(ahead: bool):

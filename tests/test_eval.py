@@ -25,6 +25,7 @@ from tokenizers import models as tokenizer_models
 from transformers import PreTrainedTokenizerFast, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 import data
+import sources
 from eval import dev_loss, humaneval, mtbench, show
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.results import EvalResult, collect_results, write_result
@@ -106,7 +107,7 @@ def test_dev_loss_equals_hand_computed_cross_entropy(checkpoint, loaded, tmp_pat
     (result,) = dev_loss.main(args)
 
     model, tokenizer = loaded
-    for name, conversations in data.load_split(tmp_path / "data", "dev").items():
+    for name, conversations in sources.load_split(tmp_path / "data", "dev").items():
         total, tokens = 0.0, 0
         for messages in conversations:  # one unpadded sequence at a time, log-softmax by hand
             example = data.encode(tokenizer, messages, 2048)

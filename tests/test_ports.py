@@ -1,6 +1,6 @@
 """The ports of the paper's models (LLaMA-MoE v1, ModuleFormer/MoLM) against the paper's own code.
 
-The fixtures in `shared/fixtures/` were made by running the original modeling code
+The fixtures in `tests/fixtures/` (see its README) were made by running the original modeling code
 (transformers 4.36) on tiny random models: the ports must load them with
 `AutoModelForCausalLM` and reproduce their logits and expert loads. The other tests check
 what training and routemix rely on: KV-cache generation, packed rows, padding, gate noise
@@ -22,11 +22,8 @@ import models.llama_moe as llama_moe
 import models.moduleformer as moduleformer
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 FIXTURE_NAMES = ["llama_moe_a", "llama_moe_b", "moduleformer_a", "moduleformer_b"]
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"fixture folder {FIXTURES} is missing (it sits beside the repository as shared/)"
-)
 
 
 def recorded_router_class(model) -> type:
@@ -58,7 +55,6 @@ def mutual_information(logits: torch.Tensor) -> torch.Tensor:
 # Against the paper's code
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_fixture_logits_and_expert_loads_match_the_original_code(name):
     model, info = AutoModelForCausalLM.from_pretrained(FIXTURES / name, dtype=torch.float32, output_loading_info=True)
@@ -90,7 +86,6 @@ def test_fixture_logits_and_expert_loads_match_the_original_code(name):
     assert out.aux_loss.item() == pytest.approx(float(expected_aux), rel=1e-4, abs=1e-6)
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["llama_moe_b", "moduleformer_a"])
 def test_published_config_with_auto_map_loads_the_port_without_remote_code(name, tmp_path):
     """Hub checkpoints carry `auto_map` to their own code; the registered port must win without trust_remote_code."""
@@ -129,7 +124,6 @@ def fixture_model(name: str):
     return AutoModelForCausalLM.from_pretrained(FIXTURES / name, dtype=torch.float32).eval()
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["llama_moe_b", "moduleformer_b"])
 def test_greedy_generation_with_kv_cache_equals_without(name):
     model = fixture_model(name)
@@ -150,7 +144,6 @@ def test_greedy_generation_with_kv_cache_equals_without(name):
     assert (torch.stack(cached.logits)[:, 1] - torch.stack(alone.logits)[:, 0]).abs().max().item() <= 1e-5
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["llama_moe_b", "moduleformer_b"])
 def test_packed_row_equals_its_examples_run_separately(name):
     model = fixture_model(name)
@@ -177,7 +170,6 @@ def test_packed_row_equals_its_examples_run_separately(name):
     assert (cached - separate).abs().max().item() <= 1e-5
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["llama_moe_a", "moduleformer_a"])
 def test_padding_changes_nothing_for_the_real_tokens(name):
     model = fixture_model(name)

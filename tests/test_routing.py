@@ -1,4 +1,4 @@
-"""The routing math (DESIGN.md §1 steps 3-5) against numbers worked out by hand.
+"""The routing math (docs/method.md, steps 3-5) against numbers worked out by hand.
 
 The running example has k = 3 datasets, L = 2 MoE layers, E = 3 experts:
 

@@ -8,6 +8,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 import data
+import sources
 import train
 from launch import REPO, run_train
 from models import TargetHead, load_model, token_loss_sum
@@ -28,7 +29,7 @@ def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[s
 
 
 def packed_batch(tokenizer) -> dict[str, torch.Tensor]:
-    train_set, _ = data.load_train_dev(REPO / "data" / "demo")
+    train_set, _ = sources.load_train_dev(REPO / "data" / "demo")
     stream = data.PackedStream(iter([(n, i) for i in range(40) for n in sorted(train_set)]).__next__, train_set, tokenizer, 128, 8)
     return stream.next_batch()[0]
 
