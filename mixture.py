@@ -4,7 +4,7 @@
     ...every probe period:
     weights = next_weights("dynamic", weights, period=p, seed=seed, delta=delta, eta=10.0, c=0.05)
 
-`dynamic` is the paper's method (delta from routing.redundancy); the others are
+`dynamic` is the paper's method (step 5 of docs/method.md, delta from routing.redundancy); the others are
 its baselines and ablations (docs/method.md). Weights are plain lists of floats in
 the order of `names`, ready for `MixtureSampler.set_weights`. Everything is
 deterministic from its arguments (no global random state), so every rank
@@ -20,11 +20,26 @@ from pathlib import Path
 
 import torch
 
-from routing import update_weights
-
 STRATEGIES = ("dynamic", "static", "refloss", "random", "random-batch", "cycle")
 RANDOM_BATCH_EPS = 1e-3
 """random-batch: the weight of every dataset but the chosen one."""
+
+
+def update_weights(weights, delta, eta: float, c: float) -> torch.Tensor:
+    """One step of the update: alpha = log w + eta * delta; w = softmax(alpha); w = (1 - c) w + c / k.
+
+    The result (float64) sums to 1 and every weight is at least c / k.
+    """
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    delta = torch.as_tensor(delta, dtype=torch.float64)
+    if weights.shape != delta.shape or weights.dim() != 1:
+        raise ValueError(f"weights {tuple(weights.shape)} and delta {tuple(delta.shape)} must be equal 1-D shapes")
+    if not (weights > 0).all() or not torch.isfinite(weights).all():
+        raise ValueError(f"weights must be positive and finite, got {weights.tolist()}")
+    if not 0.0 <= c <= 1.0:
+        raise ValueError(f"smoothing c must be in [0, 1], got {c}")
+    alpha = torch.log(weights / weights.sum()) + eta * delta
+    return (1.0 - c) * torch.softmax(alpha, dim=0) + c / weights.numel()
 
 
 def refloss_delta(dev_loss, ref_loss) -> torch.Tensor:
@@ -53,7 +68,7 @@ def next_weights(
 ) -> list[float]:
     """The weights for probe period `period` (0, 1, 2, ...), given the current ones.
 
-    - dynamic, refloss: `routing.update_weights(weights, delta, eta, c)`; delta is
+    - dynamic, refloss: `update_weights(weights, delta, eta, c)`; delta is
       `routing.redundancy(...)` for dynamic and `refloss_delta(...)` for refloss.
     - static: unchanged.
     - random: fresh Dirichlet(1, ..., 1) weights drawn from (seed, period).

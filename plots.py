@@ -1,4 +1,4 @@
-"""Pictures of a run: dataset weights over time, routing heatmaps, the similarity matrix.
+"""Pictures of a run: dataset weights over time, routing heatmaps, the pairwise similarity or distance matrix.
 
 Each function writes a PNG and returns the same picture as an `(H, W, 3)` uint8
 array, for `SummaryWriter.add_image(tag, picture, step, dataformats="HWC")`.
@@ -90,9 +90,9 @@ def plot_routing(histograms, names: list[str], path: str | Path) -> np.ndarray:
     return _save(figure, path)
 
 
-def plot_similarity(sim, names: list[str], distance: str, path: str | Path) -> np.ndarray:
-    """The `(k, k)` dataset-by-dataset matrix of `routing.similarity`, values written in the cells."""
-    matrix = torch.as_tensor(sim, dtype=torch.float64).cpu().numpy()
+def plot_pairwise(matrix, names: list[str], distance: str, path: str | Path) -> np.ndarray:
+    """The `(k, k)` dataset-by-dataset matrix of `routing.pairwise`, values written in the cells."""
+    matrix = torch.as_tensor(matrix, dtype=torch.float64).cpu().numpy()
     k = matrix.shape[0]
     title = "cosine similarity of routing" if distance == "cos" else "L2 distance of routing"
     figure, axes = plt.subplots(figsize=(1.5 + 0.7 * k, 1.0 + 0.6 * k), dpi=DPI, layout="constrained")

@@ -1,6 +1,6 @@
 """Expert routing: which experts each dataset's tokens use, and what that says about the mixture.
 
-This is steps 2-5 of the algorithm in docs/method.md, as small functions over tensors:
+This is steps 2-4 of the algorithm in docs/method.md, as small functions over tensors:
 
     routers = find_routers(model)                    # the MoE routers, in layer order
     with RoutingCapture(routers) as capture:         # hooks live only inside the block
@@ -8,7 +8,8 @@ This is steps 2-5 of the algorithm in docs/method.md, as small functions over te
         counts = capture.histogram(mask.bool())      # (L, E) (token, slot) pairs per expert
     g = representations(histograms, "last")          # histograms: (k, L, E), one per dataset
     delta = redundancy(g, "cos", "mean")             # (k,) how redundant each dataset is
-    weights = update_weights(weights, delta, eta=10.0, c=0.05)
+
+`mixture.py` turns delta into new weights.
 
 The capture counts the experts the model *actually* used: it reads the top-k
 indices each router returns (the very tensor the block hands to its experts),
@@ -260,8 +261,9 @@ def representations(histograms: torch.Tensor, layers: Layers = "last") -> torch.
     raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
 
 
-def similarity(g: torch.Tensor, distance: Distance) -> torch.Tensor:
-    """Pairwise `(k, k)` matrix: cosine similarity for `cos`, Euclidean distance for `l2` and `inv-l2`.
+def pairwise(g: torch.Tensor, distance: Distance) -> torch.Tensor:
+    """The `(k, k)` matrix that `redundancy` aggregates: cosine similarities for `cos`, Euclidean distances
+    for `l2` and `inv-l2`.
 
     A zero representation has cosine similarity 0 with everything.
     """
@@ -300,8 +302,8 @@ def redundancy(g: torch.Tensor, distance: Distance = "cos", agg: Aggregation = "
     k = g.shape[0]
     if k < 2:
         raise ValueError(f"redundancy needs at least 2 datasets, got {k}")
-    pairwise = similarity(g, distance)
-    others = pairwise[~torch.eye(k, dtype=torch.bool)].reshape(k, k - 1)
+    matrix = pairwise(g, distance)
+    others = matrix[~torch.eye(k, dtype=torch.bool)].reshape(k, k - 1)
     if agg == "mean":
         aggregated = others.mean(dim=1)
     elif agg == "min":
@@ -315,20 +317,3 @@ def redundancy(g: torch.Tensor, distance: Distance = "cos", agg: Aggregation = "
     if distance == "inv-l2":
         return reverse_ranks(aggregated)
     return aggregated
-
-
-def update_weights(weights, delta, eta: float, c: float) -> torch.Tensor:
-    """One step of the update: alpha = log w + eta * delta; w = softmax(alpha); w = (1 - c) w + c / k.
-
-    The result (float64) sums to 1 and every weight is at least c / k.
-    """
-    weights = torch.as_tensor(weights, dtype=torch.float64)
-    delta = torch.as_tensor(delta, dtype=torch.float64)
-    if weights.shape != delta.shape or weights.dim() != 1:
-        raise ValueError(f"weights {tuple(weights.shape)} and delta {tuple(delta.shape)} must be equal 1-D shapes")
-    if not (weights > 0).all() or not torch.isfinite(weights).all():
-        raise ValueError(f"weights must be positive and finite, got {weights.tolist()}")
-    if not 0.0 <= c <= 1.0:
-        raise ValueError(f"smoothing c must be in [0, 1], got {c}")
-    alpha = torch.log(weights / weights.sum()) + eta * delta
-    return (1.0 - c) * torch.softmax(alpha, dim=0) + c / weights.numel()

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import tyro
 from accelerate import Accelerator
@@ -362,14 +361,14 @@ def main(args: Args) -> None:
         debug_log.parent.mkdir(parents=True, exist_ok=True)
         truncate_jsonl(debug_log, step)  # a resumed run redoes the steps after its checkpoint
 
-    latest_probe = {}  # the last probe's histograms and similarity, for the plots
+    latest_probe = {}  # the last probe's histograms and pairwise matrix, for the plots
 
     def update_mixture(step: int, period: int) -> None:
         """Probe, compute the next weights, hand them to the sampler, log everything about it (plots: `draw_plots`)."""
         start = time.perf_counter()
         histograms, dev_loss, probe_tokens, rank_histograms = probe(model, head, capture, probe_batches, args, accelerator)
         g = routing.representations(histograms, args.layers)
-        similarity = routing.similarity(g, args.distance)
+        pairwise = routing.pairwise(g, args.distance)
         delta = routing.redundancy(g, args.distance, args.agg) if args.mix != "refloss" else mixture.refloss_delta(dev_loss, ref_loss)
         before = sampler.weights
         after = mixture.next_weights(
@@ -387,7 +386,7 @@ def main(args: Args) -> None:
             "step": step, "strategy": args.mix, "names": names,
             "weights_before": [before[n] for n in names], "weights_after": after,
             "histograms": histograms.tolist(), "layers": args.layers, "distance": args.distance, "agg": args.agg,
-            "eta": args.eta, "c": args.c, "similarity": torch.as_tensor(similarity).tolist(),
+            "eta": args.eta, "c": args.c, "pairwise": torch.as_tensor(pairwise).tolist(),
             "delta": torch.as_tensor(delta).tolist(), "probe_tokens": probe_tokens, "dev_loss": dev_loss, "seconds": seconds,
         }
         append_jsonl(out / "mixture.jsonl", record)
@@ -396,7 +395,7 @@ def main(args: Args) -> None:
             writer.add_scalar(f"mixture/delta_{name}", record["delta"][i], step)
             writer.add_scalar(f"losses/dev_{name}", dev_loss[i], step)
         writer.add_scalar("charts/probe_seconds", seconds, step)
-        latest_probe.update(step=step, histograms=histograms, similarity=similarity)
+        latest_probe.update(step=step, histograms=histograms, pairwise=pairwise)
 
     def draw_plots() -> None:
         """The PNGs in `plots/` and the TensorBoard routing heatmap, from the latest probe. Drawn at checkpoints,
@@ -406,7 +405,7 @@ def main(args: Args) -> None:
         (out / "plots").mkdir(exist_ok=True)
         plots.plot_weights(sampler.history, names, out / "plots" / "weights.png")
         heatmap = plots.plot_routing(latest_probe["histograms"], names, out / "plots" / "routing.png")
-        plots.plot_similarity(latest_probe["similarity"], names, args.distance, out / "plots" / "similarity.png")
+        plots.plot_pairwise(latest_probe["pairwise"], names, args.distance, out / "plots" / "pairwise.png")
         writer.add_image("mixture/routing", heatmap, latest_probe["step"], dataformats="HWC")
 
     writer = SummaryWriter(out / "tensorboard", purge_step=step or None) if is_main else None

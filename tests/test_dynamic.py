@@ -40,7 +40,7 @@ def test_datasets_from_the_same_source_get_the_lowest_weights(tmp_path, distance
     lowest = sorted(final, key=final.get)[:2]
     assert sorted(lowest) == ["code_a", "code_b"], final
     for update in updates:  # the two halves also route most alike (highest cosine, smallest l2 distance)
-        closeness = update["similarity"] if distance == "cos" else [[-d for d in row] for row in update["similarity"]]
+        closeness = update["pairwise"] if distance == "cos" else [[-d for d in row] for row in update["pairwise"]]
         a, b = update["names"].index("code_a"), update["names"].index("code_b")
         others = [closeness[i][j] for i in range(4) for j in range(4) if i < j and (i, j) != (a, b)]
         assert closeness[a][b] > max(others)
@@ -56,7 +56,7 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["step"] == 0 and not (out / "final").exists()
     expected_keys = {"step", "strategy", "names", "weights_before", "weights_after", "histograms", "layers", "distance",
-                     "agg", "eta", "c", "similarity", "delta", "probe_tokens", "dev_loss", "seconds"}
+                     "agg", "eta", "c", "pairwise", "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
     histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each
     assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [2, 2, 8]

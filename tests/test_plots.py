@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import torch
 
-from plots import plot_routing, plot_similarity, plot_weights
+from plots import plot_routing, plot_pairwise, plot_weights
 
 NAMES = ["alpaca", "code", "math", "chat"]
 
@@ -27,7 +27,7 @@ def test_plots_write_pngs_and_return_pictures_fast(tmp_path):
     calls = {
         "weights.png": lambda path: plot_weights(history, NAMES, path),
         "routing.png": lambda path: plot_routing(histograms, NAMES, path),
-        "similarity.png": lambda path: plot_similarity(similarity, NAMES, "cos", path),
+        "pairwise.png": lambda path: plot_pairwise(similarity, NAMES, "cos", path),
     }
     calls["weights.png"](tmp_path / "warmup.png")  # the first figure pays matplotlib's start-up
     for filename, plot in calls.items():

@@ -23,7 +23,8 @@ import math
 import pytest
 import torch
 
-from routing import redundancy, representations, reverse_ranks, similarity, update_weights
+from mixture import update_weights
+from routing import pairwise, redundancy, representations, reverse_ranks
 
 HISTOGRAMS = torch.tensor(
     [
@@ -72,17 +73,17 @@ def test_representations_of_a_layer_without_counts_are_zero_not_nan():
     histograms = torch.tensor([[[0, 0, 0], [1, 3, 0]], [[4, 0, 4], [0, 0, 0]]])
     g = representations(histograms, "all")
     assert g.tolist() == [[0, 0, 0, 0.25, 0.75, 0], [0.5, 0, 0.5, 0, 0, 0]]
-    cos = similarity(representations(histograms, "last"), "cos")
+    cos = pairwise(representations(histograms, "last"), "cos")
     torch.testing.assert_close(cos, torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64))
 
 
-def test_similarity_matrices():
+def test_pairwise_matrices():
     g = representations(HISTOGRAMS, "last")
     cos = [[1, COS_AB, COS_AC], [COS_AB, 1, COS_BC], [COS_AC, COS_BC, 1]]
     l2 = [[0, L2_AB, L2_AC], [L2_AB, 0, L2_BC], [L2_AC, L2_BC, 0]]
-    torch.testing.assert_close(similarity(g, "cos"), torch.tensor(cos, dtype=torch.float64))
-    torch.testing.assert_close(similarity(g, "l2"), torch.tensor(l2, dtype=torch.float64))
-    torch.testing.assert_close(similarity(g, "inv-l2"), torch.tensor(l2, dtype=torch.float64))
+    torch.testing.assert_close(pairwise(g, "cos"), torch.tensor(cos, dtype=torch.float64))
+    torch.testing.assert_close(pairwise(g, "l2"), torch.tensor(l2, dtype=torch.float64))
+    torch.testing.assert_close(pairwise(g, "inv-l2"), torch.tensor(l2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(("distance", "agg"), list(EXPECTED_DELTA))

@@ -98,7 +98,7 @@ def test_smoke_run_as_users_launch_it(tmp_path):
     updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
     assert [u["step"] for u in updates] == [4, 8, 12]
     assert updates[-1]["weights_after"] != updates[0]["weights_before"]
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["routing.png", "similarity.png", "weights.png"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["pairwise.png", "routing.png", "weights.png"]
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
