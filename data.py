@@ -2,18 +2,20 @@
 
 Records arrive as chat messages from `sources.py`. Each is rendered with the tokenizer's chat
 template and trained on its assistant tokens only (every assistant turn, including the
-end-of-turn token the template adds); examples are packed whole into rows with `position_ids`
-that restart per example.
+end-of-turn text the template writes after it: ChatML's <|im_end|> and the newline after it);
+examples are packed whole into rows with `position_ids` that restart per example.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from os.path import commonprefix
+from typing import NamedTuple
 
 import torch
 
-from sources import Messages
+from sources import DataError, Messages
 
 IGNORE_INDEX = -100
 
@@ -27,19 +29,23 @@ class Example:
     truncated: bool = False
 
 
-def encode(tokenizer, messages: Messages, max_len: int) -> Example:
+class Rendered(NamedTuple):
+    """A conversation rendered with the chat template, and the character span of each assistant turn in it."""
+
+    text: str
+    spans: list[tuple[int, int]]
+
+
+def encode(tokenizer, messages: Messages | Rendered, max_len: int) -> Example:
     """Render `messages` with the chat template and label the assistant spans (see `encode_many`)."""
     return encode_many(tokenizer, [messages], max_len)[0]
 
 
-def encode_many(tokenizer, conversations: list[Messages], max_len: int) -> list[Example]:
-    """Render each conversation with the chat template and label its assistant spans; one tokenizer call.
-
-    The span of assistant turn i is the text between the rendering of messages[:i] with a
-    generation prompt and the rendering of messages[:i+1]; tokens whose first character falls
-    in a span are trained on. Works with any template that renders conversations prefix-wise.
-    """
-    rendered = [assistant_spans(tokenizer, messages) for messages in conversations]
+def encode_many(tokenizer, conversations: list[Messages | Rendered], max_len: int) -> list[Example]:
+    """Label the assistant spans of each conversation (rendered here by `assistant_spans`, or already,
+    e.g. by `render_datasets`); one tokenizer call. Tokens whose first character falls in a span are
+    trained on."""
+    rendered = [c if isinstance(c, Rendered) else assistant_spans(tokenizer, c) for c in conversations]
     examples = []
     for (_, spans), (input_ids, offsets) in zip(rendered, tokenize(tokenizer, [text for text, _ in rendered])):
         labels = [IGNORE_INDEX] * len(input_ids)
@@ -54,20 +60,101 @@ def encode_many(tokenizer, conversations: list[Messages], max_len: int) -> list[
     return examples
 
 
-def assistant_spans(tokenizer, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character span of each assistant turn in it."""
+def assistant_spans(tokenizer, messages: Messages) -> Rendered:
+    """The rendered conversation and the character span of each assistant turn in it: what the model
+    must write at that turn, through the template's end-of-turn text.
+
+    Where the template renders the conversation prefix-wise, turn i's span starts where the rendering
+    of messages[:i] with a generation prompt ends and ends where the rendering of messages[:i+1] ends.
+    Templates like Qwen3's render a turn differently once later turns follow (an earlier turn loses
+    its think block), so that the two renderings are no prefix of the whole one; a boundary that they
+    do not give is found from the turn's content in the whole rendering instead: the span starts at
+    the content and ends after it and the end-of-turn text (what follows the content when the turn
+    is rendered last, as far as the whole rendering follows it with the same). Raises ValueError
+    when a turn's content does not appear in the rendering (the template changes it).
+    """
     text = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
+    spans, previous_end = [], 0
+    cursor = 0  # where the last content found ends in `text`: where to look for the next one
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
+            found = locate(text, message["content"], cursor)
+            cursor = found[1] if found else cursor
             continue
-        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+        prompt = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
         last = i == len(messages) - 1  # then messages[: i + 1] is the whole conversation, rendered above
-        end_text = text if last else tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if not text.startswith(end_text):
-            raise ValueError("the chat template does not render conversations prefix-wise; cannot find assistant spans")
-        spans.append((start, len(end_text)))
-    return text, spans
+        whole = text if last else tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        start = len(prompt) if text.startswith(prompt) and len(prompt) >= previous_end else None
+        end = len(whole) if text.startswith(whole) else None
+        if start is None or end is None:
+            content = locate(text, message["content"], max(cursor, previous_end) if start is None else start)
+            if content is None:
+                raise ValueError(
+                    f"the chat template does not render assistant turn {len(spans) + 1}'s content as given (it changes "
+                    "or drops part of it), so its tokens cannot be found"
+                )
+            if start is None:
+                start = content[0]
+            if end is None:
+                end = content[1] + len(commonprefix([text[content[1] :], end_of_turn(whole, message["content"], prompt)]))
+        if not previous_end <= start <= end:
+            raise ValueError(f"the chat template renders assistant turn {len(spans) + 1} out of order")
+        spans.append((start, end))
+        previous_end = cursor = end
+    return Rendered(text, spans)
+
+
+def locate(text: str, content: str, start: int) -> tuple[int, int] | None:
+    """Where `content` (or, for templates that trim it, `content.strip()`) first appears in `text` at or after `start`."""
+    for candidate in dict.fromkeys((content, content.strip())):
+        found = text.find(candidate, start)
+        if found != -1:
+            return found, found + len(candidate)
+    return None
+
+
+def end_of_turn(whole: str, content: str, prompt: str) -> str:
+    """What the template writes after an assistant turn's `content` when the turn ends the conversation `whole`."""
+    # the turn's content comes after the part that `whole` shares with the generation prompt
+    found = locate(whole, content, len(prompt) if whole.startswith(prompt) else len(commonprefix([whole, prompt])))
+    return whole[found[1] :] if found else ""
+
+
+def render_datasets(
+    tokenizer, datasets: dict[str, list[Messages]], where=None, *, skip_bad: bool = False, stats: dict[str, Counter] | None = None
+) -> dict[str, list[Rendered]]:
+    """Every conversation rendered with the chat template and its assistant spans found, before training.
+
+    A record that the template cannot render or label stops the run here, naming its file and line
+    (`where(name, index)`, else its index) and dataset, and every rank stops alike: each renders all
+    records in the same order, so no rank reaches a collective that another never will. With
+    `skip_bad` such records are skipped and counted in `stats[name]["bad_render"]` instead. A
+    template that cannot label even a plain two-turn conversation stops before any record.
+    """
+    probe = [{"role": role, "content": f"routemix probe {i}"} for i, role in enumerate(["user", "assistant"] * 2)]
+    try:
+        assistant_spans(tokenizer, probe)
+    except Exception as error:  # noqa: BLE001 -- jinja2's errors, the template's raise_exception, assistant_spans' ValueError
+        raise DataError(f"the chat template cannot render a plain user/assistant conversation: {error}") from None
+    rendered = {}
+    for name, conversations in datasets.items():
+        kept = []
+        for index, messages in enumerate(conversations):
+            try:
+                kept.append(assistant_spans(tokenizer, messages))
+            except Exception as error:  # noqa: BLE001 -- whatever the template raises for this record
+                if not skip_bad:
+                    origin = where(name, index) if where else f"record {index}"
+                    raise DataError(
+                        f"{origin}: dataset {name!r}: the chat template cannot render this record: {error} "
+                        "(--skip-bad-records skips such records)"
+                    ) from None
+                if stats is not None:
+                    stats.setdefault(name, Counter())["bad_render"] += 1
+        if not kept:
+            raise DataError(f"dataset {name!r}: the chat template renders none of its records")
+        rendered[name] = kept
+    return rendered
 
 
 def tokenize(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3MoeConfig
 
+from models import templates
+
 for _port in ("llama_moe", "moduleformer"):  # registers model_type llama_moe / moduleformer with the Auto classes
     if importlib.util.find_spec(f"models.{_port}") is not None:
         importlib.import_module(f"models.{_port}")
@@ -51,6 +53,28 @@ def attention_implementation(device: torch.device) -> str:
     return "sdpa"
 
 
+def load_tokenizer(name: str, *, chat_template: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer of "tiny", a local folder or a hub id, with a pad token and the chat template that
+    records are rendered with: `chat_template` (a built-in name or a Jinja file, see `models.templates`)
+    when given, else the tokenizer's own. Loads no weights, so that a model without a chat template
+    stops here, in seconds."""
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR if name == "tiny" else name, trust_remote_code=trust_remote_code)
+    if chat_template is not None:
+        tokenizer.chat_template = templates.resolve(chat_template, tokenizer)
+        try:
+            tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+        except Exception as error:  # noqa: BLE001 -- a Jinja syntax error, or the template's own raise_exception
+            raise ValueError(f"--chat-template {chat_template}: the template does not render: {error}") from None
+    elif tokenizer.chat_template is None:
+        raise ValueError(
+            f"the tokenizer of {name!r} has no chat template, and routemix renders every record with one: pass "
+            f"--chat-template with a built-in ({', '.join(templates.BUILTIN)}; vicuna is the paper's format) or a Jinja file"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(
     name: str,
     *,
@@ -60,19 +84,21 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
     experts_implementation: str | None = None,
+    tokenizer=None,
 ):
-    """`(model, tokenizer)` for "tiny", a local folder or a hub id."""
+    """`(model, tokenizer)` for "tiny", a local folder or a hub id; the tokenizer (`load_tokenizer`, with the
+    model's own chat template) is loaded first, before the weights, unless it is given."""
     attn_implementation = attn_implementation or attention_implementation(device)
     if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ImportError("--attn-implementation flash_attention_2 needs flash-attn: pip install -r requirements-gpu.txt")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     if name == "tiny":
-        tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
         config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             name,
             dtype=dtype,
@@ -84,10 +110,6 @@ def load_model(
         model.set_experts_implementation(experts_implementation)
     elif device.type == "cpu" and getattr(model.config, "_experts_implementation", None) == "batched_mm":
         model.set_experts_implementation("grouped_mm")  # batched_mm experts are ~60x slower on CPU
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.chat_template is None:
-        raise ValueError(f"the tokenizer of {name!r} has no chat template; routemix formats every record with it")
     model.config.use_cache = False
     return model, tokenizer
 

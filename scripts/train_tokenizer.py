@@ -8,9 +8,10 @@ text is ever unknown. The first ids are the special tokens:
     2 <|im_start|>   opens a ChatML turn
     3 <|im_end|>     closes a turn; eos (generation stops here)
 
-The ChatML chat template wraps each assistant reply and its <|im_end|> in
-`{% generation %}` so that `apply_chat_template(..., return_assistant_tokens_mask=True,
-return_dict=True)` marks exactly the tokens to train on.
+The chat template is the built-in ChatML one (models/templates/chatml.jinja): it wraps each
+assistant reply, its <|im_end|> and the newline after it in `{% generation %}` so that
+`apply_chat_template(..., return_assistant_tokens_mask=True, return_dict=True)` marks exactly the
+tokens that data.py trains on.
 
     python scripts/make_demo_data.py     # first, if data/demo/ is missing
     python scripts/train_tokenizer.py    # writes models/tiny/: tokenizer.json, tokenizer_config.json,
@@ -38,20 +39,9 @@ PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_e
 SPECIAL_TOKENS = [PAD, BOS, IM_START, IM_END]
 """In id order: <|pad|> = 0, <|endoftext|> = 1, <|im_start|> = 2, <|im_end|> = 3."""
 
-CHATML_TEMPLATE = r"""{%- for message in messages -%}
-    {%- if message['role'] == 'assistant' -%}
-        {{- '<|im_start|>assistant\n' -}}
-        {%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}
-        {{- '\n' -}}
-    {%- else -%}
-        {{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' -}}
-    {%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{- '<|im_start|>assistant\n' -}}
-{%- endif -%}
-"""
-"""ChatML, no default system prompt; assistant content + <|im_end|> is the generation span."""
+CHATML_TEMPLATE = (REPO_ROOT / "models" / "templates" / "chatml.jinja").read_text(encoding="utf-8")
+"""The built-in `chatml` template: no default system prompt; the generation span is the assistant content,
+<|im_end|> and the newline after it (the tokens data.py trains on)."""
 
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}

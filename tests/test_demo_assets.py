@@ -7,6 +7,7 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
+import data
 from scripts.make_demo_data import DATASETS, DEV_RECORDS, TRAIN_RECORDS, generate
 from scripts.train_tokenizer import corpus_texts, train_bpe
 
@@ -136,7 +137,9 @@ def test_chat_template_renders_chatml(tokenizer):
     )
 
 
-def test_assistant_mask_covers_replies_and_their_im_end_only(tokenizer):
+def test_assistant_mask_covers_replies_and_their_end_of_turn_only(tokenizer):
+    """The template's `{% generation %}` blocks mark what data.py trains on: each reply, its <|im_end|>
+    and the newline after it (the token the model predicts after <|im_end|>; generation stops at <|im_end|>)."""
     messages = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello there."},
@@ -147,9 +150,11 @@ def test_assistant_mask_covers_replies_and_their_im_end_only(tokenizer):
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert len(mask) == len(ids)
     masked = [token for token, keep in zip(ids, mask) if keep]
-    expected = tokenizer.encode("Hello there.<|im_end|>Fine, ünïcode → ok.<|im_end|>", add_special_tokens=False)
+    expected = tokenizer.encode("Hello there.<|im_end|>\nFine, ünïcode → ok.<|im_end|>\n", add_special_tokens=False)
     assert masked == expected
-    assert ids[-1] == tokenizer.encode("\n", add_special_tokens=False)[0] and mask[-1] == 0
+    assert ids[-1] == tokenizer.encode("\n", add_special_tokens=False)[0] and mask[-1] == 1
+    example = data.encode(tokenizer, messages, max_len=512)
+    assert example.input_ids == ids and [label != data.IGNORE_INDEX for label in example.labels] == [bool(m) for m in mask]
 
 
 def test_dev_examples_round_trip_and_have_the_intended_length(tokenizer):

@@ -1,0 +1,200 @@
+"""Chat templates: the built-ins, `load_tokenizer`, and assistant labels for templates that do and do not
+render conversations prefix-wise."""
+
+import hashlib
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+import data
+import sources
+from launch import REPO
+from models import TINY_DIR, load_tokenizer, templates
+
+TEST_TEMPLATES = REPO / "tests" / "fixtures" / "templates"
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+TWO_TURNS = [
+    {"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi!"},
+    {"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "I am good."},
+]
+
+
+def tiny_tokenizer(template: str | None = None):
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR)
+    if template is not None:
+        tokenizer.chat_template = template
+    return tokenizer
+
+
+def trained_pieces(tokenizer, example: data.Example) -> list[str]:
+    """The decoded runs of consecutive trained tokens."""
+    pieces, run = [], []
+    for token, label in zip(example.input_ids, example.labels):
+        if label != data.IGNORE_INDEX:
+            assert label == token
+            run.append(token)
+        elif run:
+            pieces, run = pieces + [tokenizer.decode(run)], []
+    return pieces + ([tokenizer.decode(run)] if run else [])
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_qwen3_style_template_labels_exactly_what_each_turn_writes():
+    tokenizer = tiny_tokenizer((TEST_TEMPLATES / "qwen3_style.jinja").read_text())
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "Times 4?"}, {"role": "assistant", "content": "20"},
+        {"role": "user", "content": "Minus 1?"}, {"role": "assistant", "content": "<think>20 - 1</think>19"},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    # the template really is not prefix-wise: the first turn alone renders with a think block the whole lacks
+    assert not text.startswith(tokenizer.apply_chat_template(messages[:3], tokenize=False))
+    assert text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd 2 and 3.<|im_end|>\n"
+        "<|im_start|>assistant\n5<|im_end|>\n<|im_start|>user\nTimes 4?<|im_end|>\n"
+        "<|im_start|>assistant\n20<|im_end|>\n<|im_start|>user\nMinus 1?<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n20 - 1\n</think>\n\n19<|im_end|>\n"
+    )
+    example = data.encode(tokenizer, messages, max_len=512)
+    # each turn: its content and end-of-turn text; the last turn also the think block that the model writes there
+    assert trained_pieces(tokenizer, example) == ["5<|im_end|>\n", "20<|im_end|>\n", "<think>\n20 - 1\n</think>\n\n19<|im_end|>\n"]
+    assert tokenizer.decode(example.input_ids) == text
+
+
+def test_prefix_wise_templates_label_bit_identically_to_before():
+    """encode_many over the demo data (train and dev) against hashes of the labels computed by the
+    prefix-wise implementation before non-prefix-wise templates were supported (commit 2bf1c56)."""
+    train, dev = sources.load_train_dev(REPO / "data" / "demo")
+    conversations = [c for split in (train, dev) for name in sorted(split) for c in split[name]]
+    expected = {
+        "tiny": (371120, "267629945a377cc1da3a99e52eee1a0e9282075962c1ba29ccea803ce7d7c86b"),
+        "llama2_style": (373463, "6d301b1715c5f9090a51f84ff9fa05bb2351153d29ad5bbab5126200f26fd8c0"),
+    }
+    for name, (trained, digest) in expected.items():
+        tokenizer = tiny_tokenizer(None if name == "tiny" else (TEST_TEMPLATES / f"{name}.jinja").read_text())
+        examples = data.encode_many(tokenizer, conversations, 4096)
+        assert sum(label != data.IGNORE_INDEX for e in examples for label in e.labels) == trained, name
+        assert hashlib.sha256(json.dumps([(e.input_ids, e.labels) for e in examples]).encode()).hexdigest() == digest, name
+    # rendered up front (as train.py does) or on the fly: the same examples
+    rendered = data.render_datasets(tokenizer, {"all": conversations[:200]})["all"]
+    assert data.encode_many(tokenizer, rendered, 4096) == data.encode_many(tokenizer, conversations[:200], 4096)
+
+
+@pytest.mark.parametrize("template", ["chatml", "vicuna"])
+def test_labels_are_the_templates_generation_blocks(template):
+    """One answer to what is trained: data.py's labels are the `{% generation %}` tokens of the
+    built-in templates (ChatML: content, <|im_end|> and the newline after it)."""
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = templates.resolve(template, tokenizer)
+    for messages in (TWO_TURNS, [{"role": "system", "content": "Be brief."}] + TWO_TURNS[:2]):
+        out = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+        example = data.encode(tokenizer, messages, 512)
+        assert example.input_ids == out["input_ids"]
+        assert [label != data.IGNORE_INDEX for label in example.labels] == [bool(m) for m in out["assistant_masks"]]
+    if template == "chatml":
+        assert trained_pieces(tokenizer, example) == ["Hi!<|im_end|>\n"]
+        assert (REPO / "models" / "tiny" / "chat_template.jinja").read_text() == tokenizer.chat_template
+
+
+def test_vicuna_is_fastchats_vicuna_v1_1_with_the_tokenizers_eos():
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = templates.resolve("vicuna", tokenizer)
+    eos = tokenizer.eos_token
+    # FastChat's ADD_COLON_TWO: system + " ", then "ROLE: message" + (" " after user, sep2 after assistant)
+    assert tokenizer.apply_chat_template(TWO_TURNS, tokenize=False) == (
+        f"{VICUNA_SYSTEM} USER: Hello! ASSISTANT: Hi!{eos}USER: How are you? ASSISTANT: I am good.{eos}"
+    )
+    with_system = [{"role": "system", "content": "Be brief."}] + TWO_TURNS[:1]
+    assert tokenizer.apply_chat_template(with_system, tokenize=False, add_generation_prompt=True) == (
+        "Be brief. USER: Hello! ASSISTANT:"
+    )
+    assert trained_pieces(tokenizer, data.encode(tokenizer, TWO_TURNS, 512)) == [f" Hi!{eos}", f" I am good.{eos}"]
+
+
+def test_a_template_that_changes_the_content_is_refused_not_mislabelled():
+    # the Qwen3-style template drops an earlier turn's reasoning: that turn's content as given is not in the text
+    tokenizer = tiny_tokenizer((TEST_TEMPLATES / "qwen3_style.jinja").read_text())
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>r</think>a"},
+                {"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]
+    with pytest.raises(ValueError, match="does not render assistant turn 1's content as given"):
+        data.assistant_spans(tokenizer, messages)
+
+
+# --------------------------------------------------------------------------- rendering up front
+
+
+def test_render_datasets_stops_at_the_first_bad_record_naming_it():
+    tokenizer = tiny_tokenizer(
+        "{%- for message in messages -%}{%- if 'BAD' in message['content'] -%}{{- raise_exception('no BAD here') -}}"
+        "{%- endif -%}{%- endfor -%}" + templates.BUILTIN["chatml"].read_text()
+    )
+    good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    bad = [{"role": "user", "content": "BAD"}, {"role": "assistant", "content": "a"}]
+    datasets = {"x": [good, good], "y": [good, bad, good, bad]}
+
+    def where(name, index):
+        return f"/data/train/{name}/part.jsonl:{index + 1}"
+
+    with pytest.raises(sources.DataError, match=r"^/data/train/y/part.jsonl:2: dataset 'y': the chat template cannot render this record: no BAD here"):
+        data.render_datasets(tokenizer, datasets, where)
+    stats = {}
+    rendered = data.render_datasets(tokenizer, datasets, where, skip_bad=True, stats=stats)
+    assert [len(rendered[n]) for n in ("x", "y")] == [2, 2] and stats == {"y": {"bad_render": 2}}
+    assert rendered["y"][0] == data.assistant_spans(tokenizer, good)
+    # a template that cannot label any conversation stops before the first record, naming no record
+    tokenizer.chat_template = "{{ raise_exception('broken') }}"
+    with pytest.raises(sources.DataError, match="^the chat template cannot render a plain user/assistant conversation: broken"):
+        data.render_datasets(tokenizer, datasets, where)
+
+
+# --------------------------------------------------------------------------- load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def no_template_folder(tmp_path_factory):
+    """The tiny tokenizer saved without its chat template, as base models ship."""
+    folder = tmp_path_factory.mktemp("base")
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    assert not (folder / "chat_template.jinja").exists()
+    return folder
+
+
+def test_load_tokenizer_without_a_template_names_the_flag_and_the_builtins(no_template_folder, tmp_path):
+    with pytest.raises(ValueError, match=r"has no chat template.*--chat-template with a built-in \(chatml, vicuna;"):
+        load_tokenizer(str(no_template_folder))
+    for name in ("chatml", "vicuna"):
+        tokenizer = load_tokenizer(str(no_template_folder), chat_template=name)
+        assert tokenizer.chat_template == templates.BUILTIN[name].read_text()
+        tokenizer.save_pretrained(tmp_path / name)  # what train.py writes to final/, and eval loads
+        assert AutoTokenizer.from_pretrained(tmp_path / name).chat_template == tokenizer.chat_template
+    path = TEST_TEMPLATES / "qwen3_style.jinja"
+    assert load_tokenizer(str(no_template_folder), chat_template=str(path)).chat_template == path.read_text()
+    # the model's own template stays the default, and the flag replaces it
+    assert load_tokenizer("tiny").chat_template == (TINY_DIR / "chat_template.jinja").read_text()
+    assert load_tokenizer("tiny", chat_template="vicuna").chat_template == templates.BUILTIN["vicuna"].read_text()
+    with pytest.raises(ValueError, match="--chat-template nope: neither a built-in"):
+        load_tokenizer(str(no_template_folder), chat_template="nope")
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for m in messages %}")
+    with pytest.raises(ValueError, match=f"--chat-template {broken}: the template does not render"):
+        load_tokenizer(str(no_template_folder), chat_template=str(broken))
+
+
+def test_chatml_is_refused_for_a_tokenizer_without_its_tokens(tmp_path):
+    vocab = {"[UNK]": 0, "</s>": 1, "hello": 2}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="[UNK]").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"no <\|im_start\|> or <\|im_end\|> token.*use --chat-template vicuna \(ends turns with the tokenizer's eos '</s>'\)"):
+        load_tokenizer(str(tmp_path), chat_template="chatml")
+    assert load_tokenizer(str(tmp_path), chat_template="vicuna").pad_token == "</s>"
