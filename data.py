@@ -9,6 +9,7 @@ examples are packed whole into rows with `position_ids` that restart per example
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os.path import commonprefix
 from typing import NamedTuple
@@ -36,16 +37,15 @@ class Rendered(NamedTuple):
     spans: list[tuple[int, int]]
 
 
-def encode(tokenizer, messages: Messages | Rendered, max_len: int) -> Example:
+def encode(tokenizer, messages: Messages, max_len: int) -> Example:
     """Render `messages` with the chat template and label the assistant spans (see `encode_many`)."""
     return encode_many(tokenizer, [messages], max_len)[0]
 
 
-def encode_many(tokenizer, conversations: list[Messages | Rendered], max_len: int) -> list[Example]:
-    """Label the assistant spans of each conversation (rendered here by `assistant_spans`, or already,
-    e.g. by `render_datasets`); one tokenizer call. Tokens whose first character falls in a span are
-    trained on."""
-    rendered = [c if isinstance(c, Rendered) else assistant_spans(tokenizer, c) for c in conversations]
+def encode_many(tokenizer, conversations: list[Messages], max_len: int) -> list[Example]:
+    """Render each conversation with the chat template and label its assistant spans (`assistant_spans`);
+    one tokenizer call. Tokens whose first character falls in a span are trained on."""
+    rendered = [assistant_spans(tokenizer, messages) for messages in conversations]
     examples = []
     for (_, spans), (input_ids, offsets) in zip(rendered, tokenize(tokenizer, [text for text, _ in rendered])):
         labels = [IGNORE_INDEX] * len(input_ids)
@@ -120,41 +120,67 @@ def end_of_turn(whole: str, content: str, prompt: str) -> str:
     return whole[found[1] :] if found else ""
 
 
-def render_datasets(
-    tokenizer, datasets: dict[str, list[Messages]], where=None, *, skip_bad: bool = False, stats: dict[str, Counter] | None = None
-) -> dict[str, list[Rendered]]:
-    """Every conversation rendered with the chat template and its assistant spans found, before training.
+def check_renders(
+    tokenizer, datasets: dict[str, Sequence[Messages]], *, skip_bad: bool = False, skipped: dict[str, dict] | None = None
+) -> dict[str, Sequence[Messages]]:
+    """Render every record once, before training, so that one the template cannot render or label
+    stops the run here, naming its file and line (`conversations.where(index)` where the dataset
+    knows it, else its index) and dataset. Every rank checks all records in the same order, with no
+    collective, so every rank stops alike and none is left waiting for another. Training renders
+    again when it first uses a record (`PackedStream`), so nothing rendered is kept here.
 
-    A record that the template cannot render or label stops the run here, naming its file and line
-    (`where(name, index)`, else its index) and dataset, and every rank stops alike: each renders all
-    records in the same order, so no rank reaches a collective that another never will. With
-    `skip_bad` such records are skipped and counted in `stats[name]["bad_render"]` instead. A
-    template that cannot label even a plain two-turn conversation stops before any record.
+    With `skip_bad`, such records are left out (the datasets returned are views without them) and
+    counted in `skipped[name]` as `{"bad_render": n, "first": where}`. A template that cannot label
+    even a plain two-turn conversation stops before the first record.
     """
     probe = [{"role": role, "content": f"routemix probe {i}"} for i, role in enumerate(["user", "assistant"] * 2)]
     try:
         assistant_spans(tokenizer, probe)
     except Exception as error:  # noqa: BLE001 -- jinja2's errors, the template's raise_exception, assistant_spans' ValueError
         raise DataError(f"the chat template cannot render a plain user/assistant conversation: {error}") from None
-    rendered = {}
+    checked = {}
     for name, conversations in datasets.items():
-        kept = []
-        for index, messages in enumerate(conversations):
+        bad = []
+        for index in range(len(conversations)):
             try:
-                kept.append(assistant_spans(tokenizer, messages))
+                assistant_spans(tokenizer, conversations[index])
             except Exception as error:  # noqa: BLE001 -- whatever the template raises for this record
+                where = where_of(conversations, index)
                 if not skip_bad:
-                    origin = where(name, index) if where else f"record {index}"
                     raise DataError(
-                        f"{origin}: dataset {name!r}: the chat template cannot render this record: {error} "
+                        f"{where}: dataset {name!r}: the chat template cannot render this record: {error} "
                         "(--skip-bad-records skips such records)"
                     ) from None
-                if stats is not None:
-                    stats.setdefault(name, Counter())["bad_render"] += 1
-        if not kept:
-            raise DataError(f"dataset {name!r}: the chat template renders none of its records")
-        rendered[name] = kept
-    return rendered
+                bad.append(index)
+                if skipped is not None:
+                    skipped.setdefault(name, {"bad_render": 0, "first": where})["bad_render"] += 1
+        if len(bad) == len(conversations):
+            raise DataError(f"dataset {name!r}: the chat template renders none of its {len(bad)} records")
+        checked[name] = Without(conversations, bad) if bad else conversations
+    return checked
+
+
+class Without(Sequence):
+    """`conversations` without the records at `left_out` (a view: nothing is copied)."""
+
+    def __init__(self, conversations: Sequence[Messages], left_out: list[int]):
+        self.conversations = conversations
+        left_out = set(left_out)
+        self.indices = [i for i in range(len(conversations)) if i not in left_out]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Messages:
+        return self.conversations[self.indices[index]]
+
+    def where(self, index: int) -> str:
+        return where_of(self.conversations, self.indices[index])
+
+
+def where_of(conversations: Sequence[Messages], index: int) -> str:
+    """Where record `index` comes from (`file:line`), if the dataset knows (`sources`' conversations do)."""
+    return conversations.where(index) if hasattr(conversations, "where") else f"record {index}"
 
 
 def tokenize(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:

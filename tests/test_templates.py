@@ -83,9 +83,6 @@ def test_prefix_wise_templates_label_bit_identically_to_before():
         examples = data.encode_many(tokenizer, conversations, 4096)
         assert sum(label != data.IGNORE_INDEX for e in examples for label in e.labels) == trained, name
         assert hashlib.sha256(json.dumps([(e.input_ids, e.labels) for e in examples]).encode()).hexdigest() == digest, name
-    # rendered up front (as train.py does) or on the fly: the same examples
-    rendered = data.render_datasets(tokenizer, {"all": conversations[:200]})["all"]
-    assert data.encode_many(tokenizer, rendered, 4096) == data.encode_many(tokenizer, conversations[:200], 4096)
 
 
 @pytest.mark.parametrize("template", ["chatml", "vicuna"])
@@ -131,28 +128,35 @@ def test_a_template_that_changes_the_content_is_refused_not_mislabelled():
 # --------------------------------------------------------------------------- rendering up front
 
 
-def test_render_datasets_stops_at_the_first_bad_record_naming_it():
+class Located(list):
+    """Conversations that know where each record came from, as `sources` gives them."""
+
+    def where(self, index):
+        return f"/data/train/y/part.jsonl:{index + 1}"
+
+
+def test_check_renders_stops_at_the_first_bad_record_naming_it():
     tokenizer = tiny_tokenizer(
         "{%- for message in messages -%}{%- if 'BAD' in message['content'] -%}{{- raise_exception('no BAD here') -}}"
         "{%- endif -%}{%- endfor -%}" + templates.BUILTIN["chatml"].read_text()
     )
     good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     bad = [{"role": "user", "content": "BAD"}, {"role": "assistant", "content": "a"}]
-    datasets = {"x": [good, good], "y": [good, bad, good, bad]}
-
-    def where(name, index):
-        return f"/data/train/{name}/part.jsonl:{index + 1}"
-
+    datasets = {"x": [good, good], "y": Located([good, bad, good, bad, good])}
     with pytest.raises(sources.DataError, match=r"^/data/train/y/part.jsonl:2: dataset 'y': the chat template cannot render this record: no BAD here"):
-        data.render_datasets(tokenizer, datasets, where)
-    stats = {}
-    rendered = data.render_datasets(tokenizer, datasets, where, skip_bad=True, stats=stats)
-    assert [len(rendered[n]) for n in ("x", "y")] == [2, 2] and stats == {"y": {"bad_render": 2}}
-    assert rendered["y"][0] == data.assistant_spans(tokenizer, good)
+        data.check_renders(tokenizer, datasets)
+    with pytest.raises(sources.DataError, match=r"^record 1: dataset 'y'"):  # a dataset that does not know its records' files
+        data.check_renders(tokenizer, {"y": list(datasets["y"])})
+    skipped = {}
+    checked = data.check_renders(tokenizer, datasets, skip_bad=True, skipped=skipped)
+    assert checked["x"] is datasets["x"] and skipped == {"y": {"bad_render": 2, "first": "/data/train/y/part.jsonl:2"}}
+    assert list(checked["y"]) == [good, good, good] and checked["y"].where(2) == "/data/train/y/part.jsonl:5"
+    with pytest.raises(sources.DataError, match="dataset 'z': the chat template renders none of its 1 records"):
+        data.check_renders(tokenizer, {"z": [bad]}, skip_bad=True)
     # a template that cannot label any conversation stops before the first record, naming no record
     tokenizer.chat_template = "{{ raise_exception('broken') }}"
     with pytest.raises(sources.DataError, match="^the chat template cannot render a plain user/assistant conversation: broken"):
-        data.render_datasets(tokenizer, datasets, where)
+        data.check_renders(tokenizer, datasets)
 
 
 # --------------------------------------------------------------------------- load_tokenizer
