@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3MoeConfig
 
-from models import templates
+from models import attention, templates
 
 for _port in ("llama_moe", "moduleformer"):  # registers model_type llama_moe / moduleformer with the Auto classes
     if importlib.util.find_spec(f"models.{_port}") is not None:
@@ -44,13 +44,6 @@ def tiny_config(vocab_size: int, pad_token_id: int, eos_token_id: int) -> Qwen3M
         eos_token_id=eos_token_id,
         bos_token_id=eos_token_id,
     )
-
-
-def attention_implementation(device: torch.device) -> str:
-    """flash-attn 2 on CUDA when it is installed, else PyTorch sdpa."""
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
 
 
 def load_tokenizer(name: str, *, chat_template: str | None = None, trust_remote_code: bool = False):
@@ -85,24 +78,25 @@ def load_model(
     attn_implementation: str | None = None,
     experts_implementation: str | None = None,
     tokenizer=None,
+    training: bool = True,
 ):
     """`(model, tokenizer)` for "tiny", a local folder or a hub id; the tokenizer (`load_tokenizer`, with the
-    model's own chat template) is loaded first, before the weights, unless it is given."""
-    attn_implementation = attn_implementation or attention_implementation(device)
-    if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise ImportError("--attn-implementation flash_attention_2 needs flash-attn: pip install -r requirements-gpu.txt")
+    model's own chat template) is loaded first, before the weights, unless it is given.
+
+    The attention kernel is `attn_implementation` or the model's default for `device`, set after loading
+    by `attention.configure`, which refuses one that would be wrong on packed rows (`training`: it must
+    also have a backward on `device`)."""
     if tokenizer is None:
         tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     if name == "tiny":
         config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(
             name,
             dtype=dtype,
-            attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
         )
@@ -111,6 +105,7 @@ def load_model(
     elif device.type == "cpu" and getattr(model.config, "_experts_implementation", None) == "batched_mm":
         model.set_experts_implementation("grouped_mm")  # batched_mm experts are ~60x slower on CPU
     model.config.use_cache = False
+    attention.configure(model, device, attn_implementation, training)
     return model, tokenizer
 
 
