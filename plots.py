@@ -106,3 +106,22 @@ def plot_pairwise(matrix, names: list[str], distance: str, path: str | Path) -> 
     axes.set_title(title, fontsize="small")
     figure.colorbar(image, ax=axes)
     return _save(figure, path)
+
+
+def plot_clusters(vectors, labels: list[int], names: list[str], path: str | Path, max_points: int = 5000) -> np.ndarray:
+    """Embeddings `(n, D)` projected to their first two principal components, one colour per cluster
+    (label i is `names[i]`); at most `max_points` of them, evenly spaced, so that large inputs stay readable."""
+    points = torch.as_tensor(vectors, dtype=torch.float64).cpu()
+    keep = torch.linspace(0, len(points) - 1, min(len(points), max_points)).round().long()
+    points, kept_labels = points[keep], np.asarray(labels)[keep.numpy()]
+    centred = points - points.mean(dim=0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    xy = (centred @ v[:2].T).numpy()
+    figure, axes = plt.subplots(figsize=(6, 4.5), dpi=DPI, layout="constrained")
+    for i, name in enumerate(names):
+        mask = kept_labels == i
+        axes.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, label=f"{name} ({int((np.asarray(labels) == i).sum())})")
+    axes.set_xlabel("principal component 1")
+    axes.set_ylabel("principal component 2")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", markerscale=2)
+    return _save(figure, path)

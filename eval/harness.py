@@ -5,10 +5,15 @@
     python -m eval.harness --checkpoint runs/dynamic-mix/final --tasks demo_mc --include-path eval/tasks
 
 `--tasks paper` (the default) stands for the paper's downstream tasks: mmlu, bbh, gsm8k_cot,
-arc_easy, arc_challenge, boolq, each with lm-eval's default prompt and number of shots
+mbpp, arc_easy, arc_challenge, boolq, each with lm-eval's default prompt and number of shots
 (override with --num-fewshot). Their datasets come from the Hugging Face Hub: the first run
 needs network access (or a filled HF_HOME cache); without it the run stops with a message
 saying so. Local YAML tasks (`--include-path`, e.g. `eval/tasks/demo_mc/`) need no network.
+
+mbpp executes model-written code, so it never goes through lm-eval (whose code tasks run it
+unsandboxed): the harness hands it, with the loaded model, to `eval.mbpp` (the paper's 3-shot
+prompt, programs run in `eval.sandbox`; --apply-chat-template means its chat mode), which writes
+`eval/mbpp.json` beside the others.
 
 Writes one result JSON per evaluated task or group to `<checkpoint or --out>/eval/<task>.json`
 (eval.results); the score is acc_norm, acc or exact_match, whichever the task reports first
@@ -19,21 +24,23 @@ lm-eval run, shared by the tasks it evaluated.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
+from eval import mbpp
 from eval.generation import load_checkpoint
+from eval.hub import HubUnavailable, hub_unavailable, reached_for_hub
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 
-TASK_GROUPS = {"paper": ["mmlu", "bbh", "gsm8k_cot", "arc_easy", "arc_challenge", "boolq"]}
+TASK_GROUPS = {"paper": ["mmlu", "bbh", "gsm8k_cot", "mbpp", "arc_easy", "arc_challenge", "boolq"]}
+SANDBOXED_TASKS = {"mbpp"}
+"""Tasks that run model-written code: evaluated by routemix's own module (eval.mbpp), never by lm-eval."""
 SCORE_PREFERENCE = [
     "acc_norm,none",
     "acc,none",
@@ -42,11 +49,6 @@ SCORE_PREFERENCE = [
     "exact_match,flexible-extract",
     "exact_match,none",
 ]
-HUB_ERRORS = (ConnectionError, OfflineModeIsEnabled, LocalEntryNotFoundError)
-
-
-class HubUnavailable(RuntimeError):
-    """A task needs a dataset from the Hugging Face Hub, which cannot be reached."""
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Args:
     checkpoint: Path
     """Checkpoint folder: model.safetensors, config.json, tokenizer files."""
     tasks: tuple[str, ...] = ("paper",)
-    """lm-eval task, group or tag names; "paper" = mmlu bbh gsm8k_cot arc_easy arc_challenge boolq."""
+    """lm-eval task, group or tag names; "paper" = mmlu bbh gsm8k_cot mbpp arc_easy arc_challenge boolq."""
     include_path: tuple[Path, ...] = ()
     """Folders of local YAML tasks, searched before lm-eval's own (e.g. eval/tasks)."""
     num_fewshot: int | None = None
@@ -85,6 +87,21 @@ def expand_tasks(names: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(expanded))
 
 
+def lm_eval_tasks(names: tuple[str, ...]) -> list[str]:
+    """The expanded tasks that lm-eval evaluates: all but SANDBOXED_TASKS."""
+    return [task for task in expand_tasks(names) if task not in SANDBOXED_TASKS]
+
+
+def mbpp_args(args: Args) -> mbpp.Args:
+    """eval.mbpp's settings for a harness run: the same checkpoint, output, limit and batch size; chat mode
+    with --apply-chat-template; --num-fewshot shots (default 3)."""
+    return mbpp.Args(
+        checkpoint=args.checkpoint, mode="chat" if args.apply_chat_template else "completion",
+        shots=3 if args.num_fewshot is None else args.num_fewshot, batch_size=args.batch_size, limit=args.limit,
+        out=args.out, run_name=args.run_name, seed=args.seed, trust_remote_code=args.trust_remote_code,
+    )
+
+
 def task_manager_for(tasks: list[str], include_path: tuple[Path, ...]):
     """A TaskManager that knows `tasks`. When the local folders hold all of them, lm-eval's own
     ~15k task files are not indexed (that takes seconds)."""
@@ -94,15 +111,6 @@ def task_manager_for(tasks: list[str], include_path: tuple[Path, ...]):
         if all(task in local.all_tasks for task in tasks):
             return local
     return TaskManager(include_path=paths)
-
-
-def reached_for_hub(error: BaseException | None) -> bool:
-    """Whether `error`, or an exception it was raised from, says the Hub could not be reached."""
-    while error is not None:
-        if isinstance(error, HUB_ERRORS):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def reported_names(results: dict) -> list[str]:
@@ -125,8 +133,9 @@ def score_metric(metrics: dict[str, float]) -> str | None:
 
 
 def evaluate(model, tokenizer, args: Args) -> dict:
-    """lm-eval's results dict; raises HubUnavailable when a task's dataset cannot be downloaded."""
-    tasks = expand_tasks(args.tasks)
+    """lm-eval's results dict for `lm_eval_tasks(args.tasks)`; raises HubUnavailable when a task's dataset cannot
+    be downloaded."""
+    tasks = lm_eval_tasks(args.tasks)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, max_length=args.max_length)
     try:
         return simple_evaluate(
@@ -146,19 +155,26 @@ def evaluate(model, tokenizer, args: Args) -> dict:
     except Exception as error:
         if not reached_for_hub(error):
             raise
-        hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else " Set HF_HUB_OFFLINE=1 to fail without retrying."
-        raise HubUnavailable(
-            f"evaluating {tasks} needs the Hugging Face Hub to download datasets, and it cannot be reached "
-            f"({error}). Run once with network access to fill the datasets cache (HF_HOME), or evaluate "
-            f"local tasks with --include-path.{hint}"
-        ) from error
+        raise hub_unavailable(f"evaluating {tasks}", error, "evaluate local tasks with --include-path") from error
 
 
 def main(args: Args) -> list[EvalResult]:
     start = time.monotonic()
+    code_args = mbpp_args(args) if SANDBOXED_TASKS & set(expand_tasks(args.tasks)) else None
+    if code_args is not None:
+        mbpp.check_args(code_args)
+        problems = mbpp.selected_problems(code_args)  # before the model: an unreachable hub fails fast
     model, tokenizer = load_checkpoint(args.checkpoint, args.trust_remote_code)
-    results = evaluate(model, tokenizer, args)
-    seconds = time.monotonic() - start
+    written = []
+    if lm_eval_tasks(args.tasks):
+        written += write_lm_eval_results(evaluate(model, tokenizer, args), args, time.monotonic() - start)
+    if code_args is not None:
+        written.append(mbpp.run(model, tokenizer, problems, code_args, time.monotonic()))
+    return written
+
+
+def write_lm_eval_results(results: dict, args: Args, seconds: float) -> list[EvalResult]:
+    """One result file per task or group lm-eval reported."""
     written = []
     for name in reported_names(results):
         metrics = {k: v for k, v in results["results"][name].items() if isinstance(v, (int, float))}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,13 +101,27 @@ def pass_at_k(passed: list[list[bool]], ks: tuple[int, ...] = PASS_AT) -> dict[s
 
 
 def check_completions(
-    problems: list[dict], completions: list[list[str]], limits: Limits = Limits(), workers: int | None = None
+    problems: list[dict],
+    completions: list[list[str]],
+    limits: Limits = Limits(),
+    workers: int | None = None,
+    program_of: Callable[[dict, str], str] = program,
 ) -> tuple[dict[str, float], list[list[RunResult]]]:
-    """Run every completion of every problem against its tests: (pass@k, outcome of each sample)."""
-    flat = [program(problem, c) for problem, samples in zip(problems, completions) for c in samples]
+    """Run every completion of every problem against its tests: (pass@k, outcome of each sample).
+    `program_of(problem, completion)` is the file the sandbox runs (HumanEval's `program` by default)."""
+    flat = [program_of(problem, c) for problem, samples in zip(problems, completions) for c in samples]
     outcomes = iter(run_programs(flat, limits, workers))
     runs = [[next(outcomes) for _ in samples] for samples in completions]
     return pass_at_k([[run.passed for run in samples] for samples in runs]), runs
+
+
+def write_samples(path: Path, problems: list[dict], completions: list[list[str]], runs: list[list[RunResult]]) -> None:
+    """One line per sample: task_id, sample index, completion, and how its program ended."""
+    with open(path, "w") as samples_file:
+        for problem, samples, outcomes in zip(problems, completions, runs):
+            for index, (completion, outcome) in enumerate(zip(samples, outcomes)):
+                record = {"task_id": problem["task_id"], "sample": index, "completion": completion, "status": outcome.status}
+                samples_file.write(json.dumps(record) + "\n")
 
 
 def main(args: Args) -> EvalResult:
@@ -143,11 +158,7 @@ def main(args: Args) -> EvalResult:
     )
     directory = results_dir(args.checkpoint, args.out)
     path = write_result(result, directory)
-    with open(directory / "humaneval_samples.jsonl", "w") as samples_file:
-        for problem, samples, outcomes in zip(problems, completions, runs):
-            for index, (completion, outcome) in enumerate(zip(samples, outcomes)):
-                record = {"task_id": problem["task_id"], "sample": index, "completion": completion, "status": outcome.status}
-                samples_file.write(json.dumps(record) + "\n")
+    write_samples(directory / "humaneval_samples.jsonl", problems, completions, runs)
     print(f"humaneval {metrics} ({result.seconds:.1f} s) -> {path}")
     return result
 

