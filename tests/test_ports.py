@@ -341,3 +341,53 @@ def test_freeze_router_covers_every_gate_as_the_paper_froze_them():
     gates = {name for name, _ in model.named_parameters() if ".gate." in name}
     assert gates == frozen and any(".attn." in name for name in gates)
     assert routing.other_routers(tiny_llama_moe()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# What ZeRO-3, FSDP2 and packed rows need from the ports
+
+
+def test_llama_moe_layer_has_no_host_sync_and_every_expert_takes_part():
+    """A host sync (`.tolist()`, `.item()`, boolean indexing) cannot run on fake tensors, which have no values:
+    the whole forward and a backward of an MoE block running on them proves there is none. Every expert's
+    parameters get a gradient even when it received no token (ZeRO-3 and FSDP2 fetch and reduce them all)."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+
+    from models.experts import grouped_linear
+
+    model = tiny_llama_moe(size_experts=[[4, 4, 8, 16], [8] * 4]).train().to(torch.bfloat16)  # grouped_mm fakes need bf16
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        hidden = torch.randn(2, 8, 16, dtype=torch.bfloat16, requires_grad=True)
+        output, balance_loss = model.model.layers[0].mlp(hidden, mask)
+        (output.float().sum() + balance_loss).backward()
+        model(input_ids=torch.randint(0, 50, (2, 8)), token_mask=mask)
+        with pytest.raises(DataDependentOutputException):  # negative control: the loop fallback reads counts on the host
+            grouped_linear(torch.randn(4, 4, dtype=torch.bfloat16), torch.randn(4, 4, 4, dtype=torch.bfloat16),
+                           torch.tensor([1, 2, 3, 4], dtype=torch.int32))
+
+    model = tiny_llama_moe().train().float()
+    one_token = torch.tensor([[7]])  # top-2 of 4 experts: two experts get nothing in each layer
+    model(input_ids=one_token, labels=torch.tensor([[-100]])).logits.sum().backward()
+    experts = {name: p.grad for name, p in model.named_parameters() if ".calculator.experts." in name}
+    assert len(experts) == 2 * 3 * 4 and all(grad is not None for grad in experts.values())
+    assert sum(int(grad.abs().sum() == 0) for grad in experts.values()) == 2 * 3 * 2  # the unused experts: zeros
+
+
+def test_llama_moe_noisy_balance_loss_leaves_padding_out():
+    """In train mode with gate noise the load is the differentiable expected load; padding rows weighted 0
+    give the loss of the real rows alone."""
+    block = tiny_llama_moe().train().model.layers[0].mlp
+    generator = torch.Generator().manual_seed(8)
+    hidden = torch.randn(10, 16, generator=generator)
+    logits = torch.randn(10, 4, generator=generator)  # noisy logits, as the gate returned them
+    scores, indices = logits.topk(2, dim=-1)
+    scores = scores.softmax(-1)
+    mask = torch.tensor([True] * 7 + [False] * 3)
+    with torch.no_grad():
+        masked = block.balance_loss(hidden, logits, scores, indices, mask)
+        real_only = block.balance_loss(hidden[:7], logits[:7], scores[:7], indices[:7], None)
+        everything = block.balance_loss(hidden, logits, scores, indices, None)
+    assert masked.item() == pytest.approx(real_only.item(), abs=1e-6)
+    assert abs(everything.item() - real_only.item()) > 1e-3  # negative control

@@ -19,6 +19,21 @@ One MoE layer, for the N = B*T tokens of a batch (flattened row-major):
 
 The gate (`LlamaMoETopKGate`) returns `(logits, scores, indices)` and is recorded as
 `router_logits`, which is how routemix's `routing.py` finds it.
+
+Where this port computes differently from the original (the fixtures in tests/fixtures check that
+logits and expert loads still match it):
+
+- Experts: the original loops over the experts that received tokens, with their counts read on
+  the host. Here the (token, slot) choices are sorted by expert on the device and one grouped
+  matmul per projection runs all experts (`models/experts.py`; uneven experts zero-padded to a
+  common width): the same sums in another order, no host sync per layer, and every expert's
+  parameters take part in every forward (unused ones get zero gradients), which ZeRO-3 and FSDP2
+  need when ranks route differently.
+- Balance loss: over the real tokens only, as in the paper's runs. The original knows padding
+  only from the 2D attention mask; packed rows have none, so `forward(token_mask=...)` names the
+  real tokens. Padding is weighted by 0 rather than dropped (same value up to summation order).
+- `torch.distributions.Normal(..., validate_args=False)` in the noisy load: the validation reads
+  the values on the host.
 """
 
 from __future__ import annotations
@@ -43,6 +58,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from ..experts import compute_dtype, dispatch_by_expert, grouped_linear
 from .configuration_llama_moe import LlamaMoEConfig
 
 # --------------------------------------------------------------------------------------------------
@@ -245,27 +261,37 @@ def cv_squared(values: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 
 def noisy_top_k_load(
-    clean_logits: torch.Tensor, noisy_logits: torch.Tensor, noise_scale: torch.Tensor, top_k: int
+    clean_logits: torch.Tensor,
+    noisy_logits: torch.Tensor,
+    noise_scale: torch.Tensor,
+    top_k: int,
+    token_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable expected load per expert under the logit noise (Shazeer et al. 2017), as the original computes it.
 
     For each token and expert: the probability that the expert is in the top-k when its own
     noise is resampled, `Phi((clean - threshold) / noise_scale)`, with the threshold the k-th
     or (k+1)-th largest noisy logit. Like the original, whether an expert "is in" compares the
-    noise (not the noisy logit) with the (k+1)-th noisy logit.
+    noise (not the noisy logit) with the (k+1)-th noisy logit. `token_weight` (N, 1), 1 for real
+    tokens and 0 for padding, leaves padding out of the sum.
     """
     top_values = noisy_logits.topk(top_k + 1, dim=-1).values
     threshold_if_in = top_values[:, top_k : top_k + 1]
     threshold_if_out = top_values[:, top_k - 1 : top_k]
     is_in = (noisy_logits - clean_logits) > threshold_if_in
-    normal = torch.distributions.Normal(0.0, 1.0)
+    normal = torch.distributions.Normal(0.0, 1.0, validate_args=False)  # validation reads the values on the host
     prob_if_in = normal.cdf((clean_logits - threshold_if_in) / noise_scale)
     prob_if_out = normal.cdf((clean_logits - threshold_if_out) / noise_scale)
-    return torch.where(is_in, prob_if_in, prob_if_out).sum(0)
+    probabilities = torch.where(is_in, prob_if_in, prob_if_out)
+    return (probabilities if token_weight is None else probabilities * token_weight).sum(0)
 
 
 class LlamaMoEGLUExperts(nn.Module):
-    """`num_experts` LLaMA GLU feed-forwards of possibly different hidden sizes (original `LinearGLUExperts`)."""
+    """`num_experts` LLaMA GLU feed-forwards of possibly different hidden sizes (original `LinearGLUExperts`).
+
+    The weights keep the original per-expert names (`weight_{gate,up,down}.{e}`); `stacked` lays
+    them out for one grouped matmul per projection.
+    """
 
     def __init__(self, hidden_size: int, expert_sizes: list[int], hidden_act: str):
         super().__init__()
@@ -276,18 +302,30 @@ class LlamaMoEGLUExperts(nn.Module):
         self.weight_up = nn.ParameterList([nn.Parameter(torch.empty(size, hidden_size)) for size in expert_sizes])
         self.weight_down = nn.ParameterList([nn.Parameter(torch.empty(hidden_size, size)) for size in expert_sizes])
 
-    def forward(self, hidden_states: torch.Tensor, expert: int) -> torch.Tensor:
-        """Output of expert `expert` for `hidden_states` (n, hidden)."""
-        gate = self.act_fn(F.linear(hidden_states, self.weight_gate[expert]))
-        up = F.linear(hidden_states, self.weight_up[expert])
-        return F.linear(gate * up, self.weight_down[expert])
+    def stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every expert's weights as `(E, K, N)` operands of `grouped_linear`, in `dtype`: gate and up
+        `(E, hidden, width)`, down `(E, width, hidden)`. Uneven experts are zero-padded to a common width
+        (the largest size, rounded up to a multiple of 8 for the grouped-matmul kernels); a padded unit
+        computes act(0) * 0 = 0 and adds nothing, so the result is exact."""
+        width = -(-max(self.expert_sizes) // 8) * 8
+
+        def rows(weights):  # (size, hidden) each -> (E, hidden, width)
+            return torch.stack([F.pad(w.to(dtype), (0, 0, 0, width - w.shape[0])) for w in weights]).transpose(1, 2)
+
+        down = torch.stack([F.pad(w.to(dtype), (0, width - w.shape[1])) for w in self.weight_down]).transpose(1, 2)
+        return rows(self.weight_gate), rows(self.weight_up), down
 
     def extra_repr(self) -> str:
         return f"expert_sizes={self.expert_sizes}"
 
 
 class LlamaMoECalculator(nn.Module):
-    """Runs every token through its chosen experts and sums their outputs (original `UniversalCalculator`)."""
+    """Runs every token through its chosen experts and sums their outputs (original `UniversalCalculator`).
+
+    Unlike the original's loop over the experts that received tokens, one grouped matmul per
+    projection runs all experts (`models/experts.py`): no host sync per layer, and every expert's
+    parameters take part in every forward (what ZeRO-3 and FSDP2 need when ranks route differently).
+    """
 
     def __init__(self, config: LlamaMoEConfig, layer_idx: int):
         super().__init__()
@@ -298,21 +336,15 @@ class LlamaMoECalculator(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, indices: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """`hidden_states` (N, hidden), `indices`/`scores` (N, k) -> (N, hidden)."""
-        num_tokens, top_k = indices.shape
-        expert_of_slot = indices.flatten()
-        slot_order = expert_of_slot.argsort(stable=True)  # (token, slot) pairs grouped by expert
-        token_of_slot = slot_order // top_k
-        tokens_per_expert = expert_of_slot.bincount(minlength=self.num_experts).tolist()
-        outputs = [
-            self.experts(hidden_states[tokens], expert)
-            for expert, tokens in enumerate(token_of_slot.split(tokens_per_expert))
-            if tokens.numel() > 0
-        ]
-        outputs = torch.cat(outputs, dim=0)
+        dispatch = dispatch_by_expert(indices, scores, self.num_experts)
+        gate, up, down = self.experts.stacked(compute_dtype(self.experts.weight_gate[0]))
+        inputs = hidden_states[dispatch.token_of_slot]
+        hidden = self.experts.act_fn(grouped_linear(inputs, gate, dispatch.offsets))
+        outputs = grouped_linear(hidden * grouped_linear(inputs, up, dispatch.offsets), down, dispatch.offsets)
         if self.multiply_gate_scores:
-            outputs = outputs * (scores.flatten()[slot_order] * self.score_scale_factor)[:, None]
+            outputs = outputs * (dispatch.scores * self.score_scale_factor)[:, None]
         summed = torch.zeros_like(hidden_states, dtype=outputs.dtype)
-        return summed.index_add(0, token_of_slot, outputs)
+        return summed.index_add(0, dispatch.token_of_slot, outputs)
 
 
 class LlamaMoESparseBlock(nn.Module):
@@ -336,17 +368,19 @@ class LlamaMoESparseBlock(nn.Module):
         Importance is the summed score of each expert. Load is the number of tokens routed to it
         (tokens with a positive score), or in train mode with noise the differentiable expected
         load; that needs the clean logits and noise scale, which are recomputed here (two small
-        matmuls) so that the gate's output stays `(logits, scores, indices)`.
+        matmuls) so that the gate's output stays `(logits, scores, indices)`. Padding is weighted
+        by 0 rather than dropped, which would need the number of real tokens on the host.
         """
-        if token_mask is not None:
-            keep = token_mask.reshape(-1)
-            hidden_states, logits, scores, indices = hidden_states[keep], logits[keep], scores[keep], indices[keep]
         gate = self.gate
         scores_per_expert = torch.zeros_like(logits).scatter(1, indices, scores)
+        token_weight = None
+        if token_mask is not None:
+            token_weight = token_mask.reshape(-1, 1).to(device=logits.device, dtype=scores_per_expert.dtype)
+            scores_per_expert = scores_per_expert * token_weight
         importance = scores_per_expert.sum(0)
         if self.training and gate.add_noise and gate.top_k < gate.num_experts:
             clean_logits = gate.gate_network(hidden_states)
-            load = noisy_top_k_load(clean_logits, logits, gate.noise_scale(hidden_states), gate.top_k)
+            load = noisy_top_k_load(clean_logits, logits, gate.noise_scale(hidden_states), gate.top_k, token_weight)
         else:
             load = (scores_per_expert > 0).sum(0)
         return cv_squared(importance) + cv_squared(load)
@@ -471,8 +505,11 @@ class LlamaMoEModel(LlamaMoEPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        token_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> LlamaMoEModelOutputWithPast:
+        """`token_mask` (B, T) bool marks the real tokens for the balance loss (default: the 2D `attention_mask`;
+        packed rows have none, so their trailing padding must be named this way)."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -492,7 +529,8 @@ class LlamaMoEModel(LlamaMoEPreTrainedModel):
         )
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        token_mask = token_mask_from(attention_mask, inputs_embeds.shape[1])
+        if token_mask is None:
+            token_mask = token_mask_from(attention_mask, inputs_embeds.shape[1])
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         aux_loss = 0.0
@@ -515,7 +553,8 @@ class LlamaMoEModel(LlamaMoEPreTrainedModel):
 class LlamaMoEForCausalLM(LlamaMoEPreTrainedModel, GenerationMixin):
     """LLaMA-MoE with its LM head.
 
-    `aux_loss` on the output is the summed balance loss of all MoE layers, unweighted (the
+    `aux_loss` on the output is the summed balance loss of all MoE layers over the real tokens
+    (`token_mask`, else the 2D `attention_mask`, else all tokens), unweighted (the
     original multiplies each layer's loss by `gate_balance_loss_weight` before summing, which is
     the same as weighting the sum). `loss` includes `gate_balance_loss_weight * aux_loss` when
     labels are given and `config.gate_use_balance` is true, as in the original.
@@ -542,6 +581,7 @@ class LlamaMoEForCausalLM(LlamaMoEPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        token_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> MoeCausalLMOutputWithPast:
         outputs: LlamaMoEModelOutputWithPast = self.model(
@@ -551,6 +591,7 @@ class LlamaMoEForCausalLM(LlamaMoEPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            token_mask=token_mask,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)

@@ -30,6 +30,17 @@ restarting `position_ids`) come from transformers' `create_causal_mask`.
 Routing: `ModuleFormerMLPRouter` (MLP experts) is recorded as `router_logits`, which is how
 routemix's `routing.py` counts expert loads; `ModuleFormerAttentionRouter` is a sibling class
 with the same computation and is not recorded.
+
+Where this port computes differently from the original (the fixtures in tests/fixtures check that
+logits, expert loads and auxiliary losses still match it on unpadded inputs):
+
+- Auxiliary losses: padding never counts, in the attention routers' losses and the MLP routers'
+  alike (from `forward(token_mask=...)`, which packed rows need, or the 2D attention mask). The
+  original, as published by IBM, hands neither `q_proj.map` nor `mlpf` a mask, so padded
+  positions enter its losses. Padding is weighted by 0 rather than dropped.
+- Experts: one grouped matmul over all experts (`models/experts.py`) instead of splitting the
+  tokens by counts read on the host: the same sums, no host sync per layer.
+- Logits stay in the compute dtype; the original upcasts them to float32.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from ..experts import ExpertDispatch, compute_dtype, dispatch_by_expert, grouped_linear
 from .configuration_moduleformer import ModuleFormerConfig
 
 # --------------------------------------------------------------------------------------------------
@@ -124,13 +136,12 @@ class ModuleFormerTopKGate(nn.Module):
         return logits, scores, indices
 
     def aux_loss(self, logits: torch.Tensor, indices: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
-        """The router's auxiliary loss over the real tokens (all tokens without `token_mask`)."""
-        if token_mask is not None:
-            keep = token_mask.reshape(-1)
-            logits, indices = logits[keep], indices[keep]
+        """The router's auxiliary loss over the real tokens (all tokens without `token_mask`). Padding is
+        weighted by 0 rather than dropped, which would need the number of real tokens on the host."""
+        token_weight = None if token_mask is None else token_mask.reshape(-1, 1).to(logits.device, torch.float32)
         if self.aux_loss_type == "mi":
-            return mutual_information_loss(logits)
-        return switch_z_loss(logits, indices, self.num_experts)
+            return mutual_information_loss(logits, token_weight)
+        return switch_z_loss(logits, indices, self.num_experts, token_weight)
 
     def extra_repr(self) -> str:
         return f"k={self.top_k}, num_experts={self.num_experts}, gate_type={self.gate_type}"
@@ -144,25 +155,37 @@ class ModuleFormerAttentionRouter(ModuleFormerTopKGate):
     """The router of a block's attention experts (a separate class so that it is not recorded)."""
 
 
-def mutual_information_loss(logits: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def token_mean(values: torch.Tensor, token_weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the tokens (dim 0) of `values` (N, ...), counting only tokens of weight 1 when `token_weight` (N, 1) is given."""
+    if token_weight is None:
+        return values.mean(0)
+    weight = token_weight.reshape(-1, *([1] * (values.dim() - 1))).to(values.dtype)
+    return (values * weight).sum(0) / weight.sum().clamp(min=1)
+
+
+def mutual_information_loss(logits: torch.Tensor, token_weight: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """`-(H(expert) - H(expert | token))`: low when tokens are confidently routed but experts evenly used.
 
-    H(expert) is the entropy of the mean routing distribution over the N tokens,
+    H(expert) is the entropy of the mean routing distribution over the real tokens,
     H(expert | token) the mean entropy of each token's distribution.
     """
     probs = torch.softmax(logits, dim=-1)
-    mean_probs = probs.mean(0)
+    mean_probs = token_mean(probs, token_weight)
     entropy_of_mean = -(mean_probs * (mean_probs + eps).log()).sum()
-    negative_conditional_entropy = (probs * torch.log_softmax(logits, dim=-1)).sum() / probs.size(0)
+    negative_conditional_entropy = token_mean((probs * torch.log_softmax(logits, dim=-1)).sum(-1), token_weight)
     return -(negative_conditional_entropy + entropy_of_mean)
 
 
-def switch_z_loss(logits: torch.Tensor, indices: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Switch-Transformer balance loss plus 0.1 x router z-loss (mean squared log-sum-exp of the logits)."""
+def switch_z_loss(
+    logits: torch.Tensor, indices: torch.Tensor, num_experts: int, token_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Switch-Transformer balance loss plus 0.1 x router z-loss (mean squared log-sum-exp of the logits), over the real tokens."""
     probs = torch.softmax(logits, dim=-1)
-    selections = torch.zeros_like(probs).scatter(1, indices, 1.0).sum(0)
-    switch = num_experts * (F.normalize(probs.sum(0), p=1, dim=0) * F.normalize(selections, p=1, dim=0)).sum()
-    z_loss = (torch.logsumexp(logits, dim=-1) ** 2).mean()
+    selections = torch.zeros_like(probs).scatter(1, indices, 1.0)
+    if token_weight is not None:
+        probs, selections = probs * token_weight, selections * token_weight
+    switch = num_experts * (F.normalize(probs.sum(0), p=1, dim=0) * F.normalize(selections.sum(0), p=1, dim=0)).sum()
+    z_loss = token_mean(torch.logsumexp(logits, dim=-1) ** 2, token_weight)
     return switch + 0.1 * z_loss
 
 
@@ -180,42 +203,13 @@ class ModuleFormerExpertLinears(nn.Module):
         self.output_size = output_size
         self.weight = nn.Parameter(torch.empty(num_experts, input_size, output_size))
 
-    def forward(self, inputs: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
-        """`inputs` grouped by expert, `tokens_per_expert[e]` rows for expert e -> each row times its expert's matrix."""
-        chunks = inputs.split(tokens_per_expert, dim=0)
-        return torch.cat([chunk @ self.weight[expert] for expert, chunk in enumerate(chunks)], dim=0)
+    def forward(self, inputs: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """`inputs` grouped by expert (group ends `offsets`) -> each row times its expert's matrix, one grouped
+        matmul (`models/experts.py`: no host sync, unlike the original's split by host-side counts)."""
+        return grouped_linear(inputs, self.weight.to(compute_dtype(self.weight)), offsets)
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, input_size={self.input_size}, output_size={self.output_size}"
-
-
-@dataclass
-class ExpertDispatch:
-    """Where the N*k (token, slot) choices of a router go, grouped by expert.
-
-    slot_order: positions in the flattened (N*k) choices, sorted by expert.
-    token_of_slot: the token of each choice, in that order.
-    tokens_per_expert: how many choices each expert received.
-    scores: the router score of each choice, in that order.
-    """
-
-    slot_order: torch.Tensor
-    token_of_slot: torch.Tensor
-    tokens_per_expert: list[int]
-    scores: torch.Tensor
-
-
-def dispatch_by_expert(indices: torch.Tensor, scores: torch.Tensor, num_experts: int) -> ExpertDispatch:
-    """Groups a router's `(N, k)` choices by expert (original `compute_gating`)."""
-    top_k = indices.shape[1]
-    expert_of_slot = indices.flatten()
-    slot_order = expert_of_slot.argsort(stable=True)
-    return ExpertDispatch(
-        slot_order=slot_order,
-        token_of_slot=slot_order // top_k,
-        tokens_per_expert=expert_of_slot.bincount(minlength=num_experts).tolist(),
-        scores=scores.flatten()[slot_order],
-    )
 
 
 class ModuleFormerMixtureOfMLPs(nn.Module):
@@ -244,8 +238,8 @@ class ModuleFormerMixtureOfMLPs(nn.Module):
         """(N, n_embd) -> ((N, n_embd), the router's auxiliary loss)."""
         logits, scores, indices = self.gate(hidden_states)
         dispatch = dispatch_by_expert(indices, scores, self.num_experts)
-        hidden = self.experts(hidden_states[dispatch.token_of_slot], dispatch.tokens_per_expert)
-        outputs = self.output_experts(self.activation(hidden), dispatch.tokens_per_expert)
+        hidden = self.experts(hidden_states[dispatch.token_of_slot], dispatch.offsets)
+        outputs = self.output_experts(self.activation(hidden), dispatch.offsets)
         outputs = outputs * dispatch.scores[:, None]
         summed = torch.zeros_like(hidden_states).index_add(0, dispatch.token_of_slot, outputs.to(hidden_states.dtype))
         return summed, self.gate.aux_loss(logits, indices, token_mask)
@@ -277,7 +271,7 @@ class ModuleFormerMixtureOfAttentionHeads(nn.Module):
         """(N, n_embd) -> (queries (N, k, att_hidden), the dispatch for `reduce`, the router's auxiliary loss)."""
         logits, scores, indices = self.gate(hidden_states)
         dispatch = dispatch_by_expert(indices, scores, self.num_experts)
-        sorted_queries = self.experts(hidden_states[dispatch.token_of_slot], dispatch.tokens_per_expert)
+        sorted_queries = self.experts(hidden_states[dispatch.token_of_slot], dispatch.offsets)
         queries = sorted_queries.new_zeros(indices.numel(), sorted_queries.shape[-1])
         queries = queries.index_add(0, dispatch.slot_order, sorted_queries)
         return queries.view(*indices.shape, -1), dispatch, self.gate.aux_loss(logits, indices, token_mask)
@@ -286,7 +280,7 @@ class ModuleFormerMixtureOfAttentionHeads(nn.Module):
         """(N, k, att_hidden) attention results -> (N, n_embd), each slot through its expert's output map, score-weighted."""
         num_tokens = per_slot_outputs.shape[0]
         sorted_inputs = per_slot_outputs.reshape(-1, per_slot_outputs.shape[-1])[dispatch.slot_order]
-        outputs = self.output_experts(sorted_inputs, dispatch.tokens_per_expert) * dispatch.scores[:, None]
+        outputs = self.output_experts(sorted_inputs, dispatch.offsets) * dispatch.scores[:, None]
         summed = outputs.new_zeros(num_tokens, outputs.shape[-1])
         return summed.index_add(0, dispatch.token_of_slot, outputs)
 
@@ -494,9 +488,12 @@ class ModuleFormerModel(ModuleFormerPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        token_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> ModuleFormerModelOutputWithPast:
-        """`position_ids` are used only to find packed sequences; stick-breaking attention needs no positions."""
+        """`position_ids` are used only to find packed sequences; stick-breaking attention needs no positions.
+        `token_mask` (B, T) bool marks the real tokens for the routers' auxiliary losses (default: the 2D
+        `attention_mask`; packed rows have none, so their trailing padding must be named this way)."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -506,7 +503,8 @@ class ModuleFormerModel(ModuleFormerPreTrainedModel):
         allowed = allowed_keys_mask(self.config, inputs_embeds, attention_mask, cache, position_ids)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        token_mask = token_mask_from(attention_mask, inputs_embeds.shape[1])
+        if token_mask is None:
+            token_mask = token_mask_from(attention_mask, inputs_embeds.shape[1])
         hidden_states = self.drop(inputs_embeds)
         aux_loss = 0.0
         for block in self.h:
@@ -519,7 +517,8 @@ class ModuleFormerModel(ModuleFormerPreTrainedModel):
 
 
 class ModuleFormerForCausalLM(ModuleFormerPreTrainedModel, GenerationMixin):
-    """ModuleFormer with its LM head; logits are float32, as in the original.
+    """ModuleFormer with its LM head. Logits stay in the compute dtype (the original upcasts them to float32: a
+    float32 copy of the full-vocabulary logits, which routemix's loss avoids by upcasting chunk by chunk).
 
     `aux_loss` on the output is the summed auxiliary loss of all routers (attention and MLP,
     unweighted, as the original's `transformer.aux_loss`). `loss` includes
@@ -550,6 +549,7 @@ class ModuleFormerForCausalLM(ModuleFormerPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        token_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> MoeCausalLMOutputWithPast:
         outputs: ModuleFormerModelOutputWithPast = self.transformer(
@@ -559,10 +559,11 @@ class ModuleFormerForCausalLM(ModuleFormerPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            token_mask=token_mask,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states).float()
+        logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
