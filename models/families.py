@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -22,21 +23,25 @@ import routing
 class BalanceLoss:
     """The model family's MoE load-balancing loss over the real tokens of a batch (padding never counts).
 
-        balance = BalanceLoss(model)                       # the unwrapped model, before accelerate wraps it
-        outputs = model(input_ids=..., position_ids=..., **balance.forward_kwargs(token_mask))
-        aux_loss = balance(outputs, token_mask)
+        balance = BalanceLoss(model)                      # the unwrapped model, before accelerate wraps it
+        with balance.on(token_mask) as extra:             # token_mask: (batch, seq_len) bool, True = real token
+            outputs = model(input_ids=..., position_ids=..., **extra)
+        aux_loss = balance.value(outputs)
 
-    transformers families (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, GPT-OSS, ...): the router logits
-    the model records (`output_router_logits=True`) go through the family's own
-    `load_balancing_loss_func` with `token_mask` in place of an attention mask. routemix's ports
-    (LLaMA-MoE, ModuleFormer) take `token_mask` in their forward and return `aux_loss` over it.
+    transformers families (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, GPT-OSS, ...): forward hooks on the
+    routers keep the router logits of the forward inside `on` (not those of a recompute under
+    gradient checkpointing), and the family's own `load_balancing_loss_func` weighs them with
+    `token_mask` in place of an attention mask. (`output_router_logits=True` would also make the
+    model compute its own loss from the attention mask, which packed rows do not have, and which
+    is a mapping of masks for GPT-OSS.) routemix's ports (LLaMA-MoE, ModuleFormer) take
+    `token_mask` in their forward and return `aux_loss` over it.
 
     Raises:
         ValueError: for a family without a load-balancing loss (DeepSeek-V3 balances its experts
             with a score-correction bias, and transformers computes no auxiliary loss for it).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, router_pattern: str | None = None):
         self.takes_token_mask = "token_mask" in inspect.signature(model.forward).parameters
         self.loss_function = getattr(sys.modules[type(model).__module__], "load_balancing_loss_func", None)
         self.num_experts = getattr(model, "num_experts", None)
@@ -47,17 +52,34 @@ class BalanceLoss:
                 "real tokens (transformers defines `load_balancing_loss_func` for Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, "
                 "GPT-OSS and others; DeepSeek-V3 balances with a score-correction bias and has none). Use --aux-loss-coef 0."
             )
+        self._token_mask: torch.Tensor | None = None
+        self._logits: list[torch.Tensor] = []
+        self._recording = False
+        if not self.takes_token_mask:
+            for _, router in routing.find_routers(model, router_pattern):
+                router.register_forward_hook(self._record)
 
-    def forward_kwargs(self, token_mask: torch.Tensor) -> dict:
-        """What the model's forward needs to be given so that the loss can leave the padding out."""
-        return {"token_mask": token_mask} if self.takes_token_mask else {"output_router_logits": True}
+    def _record(self, module: nn.Module, args, output) -> None:
+        if self._recording:
+            self._logits.append(output[0])  # (tokens, experts): what transformers records as router_logits
 
-    def __call__(self, outputs, token_mask: torch.Tensor) -> torch.Tensor:
-        """The unweighted balance loss of a forward made with `forward_kwargs(token_mask)`."""
+    @contextmanager
+    def on(self, token_mask: torch.Tensor):
+        """Around one forward: yields the arguments the forward needs for the loss to leave the padding out."""
+        self._token_mask, self._logits, self._recording = token_mask, [], True
+        try:
+            yield {"token_mask": token_mask} if self.takes_token_mask else {}
+        finally:
+            self._recording = False
+
+    def value(self, outputs) -> torch.Tensor:
+        """The unweighted balance loss of the forward made inside the last `on`."""
         if self.takes_token_mask:
             return outputs.aux_loss
-        # (batch, seq_len) mask: the function weights each layer's (batch * seq_len) router rows by it
-        return self.loss_function(outputs.router_logits, self.num_experts, self.top_k, token_mask)
+        logits, self._logits = tuple(self._logits), []
+        mask = self._token_mask.to(logits[0].device)
+        # the function weighs each layer's (batch * seq_len) router rows by the (batch, seq_len) mask
+        return self.loss_function(logits, self.num_experts, self.top_k, mask)
 
 
 def moe_block_classes(model: nn.Module, pattern: str | None = None) -> list[type]:

@@ -1,20 +1,20 @@
 """Every supported MoE family, loaded through `load_model` from a saved folder as users load it:
 
-- packed rows (>= 2 per micro-batch, trailing padding) give the logits and the routing histograms of
-  each example run alone, on every attention kernel the family supports on CPU, with a negative
-  control (the same rows without `position_ids`; for GPT-OSS also without routemix's mask hook);
+- packed rows (>= 2 per micro-batch, trailing padding), run through `attention.packed_inputs` as
+  train.py runs them, give the logits and the routing histograms of each example run alone, on every
+  attention kernel the family supports on CPU (flex_attention: forward), with a negative control
+  (the same rows as one sequence each);
 - the load-balancing loss counts real tokens only: a padded packed batch has the loss of its real
   tokens alone, where the model's own loss (negative control) counts the padding.
 """
 
 import pytest
 import torch
-from tiny_families import FAMILIES, TRANSFORMERS_FAMILIES, save_tiny
-from transformers import AutoModelForCausalLM
+from tiny_families import FAMILIES, TRANSFORMERS_FAMILIES, save_tiny, tiny_model
 
 import data
 import routing
-from models import load_model
+from models import attention, load_model
 from models.families import BalanceLoss
 
 # Example lengths packed into 2 rows of 16 (row 0: 7 + 9, row 1: 5 + 6 + 5 padding). Positions 10..15 of
@@ -24,12 +24,16 @@ ROWS = [[0, 1], [2, 3]]
 SEQ_LEN = 16
 
 
-def kernels(family: str) -> list[str]:
-    """The attention kernels a family supports that run on CPU: GPT-OSS has no sdpa and its attention sinks
-    have no CPU flex_attention; OLMoE declares no flex_attention; ModuleFormer's stick-breaking attention
-    ignores the setting."""
-    return {"gpt_oss": ["eager"], "olmoe": ["eager", "sdpa"], "moduleformer": ["eager"]}.get(
-        family, ["eager", "sdpa", "flex_attention"])
+def cpu_kernels(model) -> list[str]:
+    """The attention kernels the model supports that run (forward) on CPU, as `models.attention` decides."""
+    kernels = []
+    for kernel in attention.supported_kernels(model):
+        try:
+            attention.check_kernel(model, kernel, torch.device("cpu"), training=False)
+            kernels.append(kernel)
+        except (ValueError, ImportError):
+            pass
+    return kernels
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +54,16 @@ def packed_batch(vocab_size: int) -> dict[str, torch.Tensor]:
     return data.collate_packed([[parts[i] for i in row] for row in ROWS], SEQ_LEN, pad_id=0)
 
 
-def run(model, capture, input_ids, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and the (L, E) routing histogram of one forward, all tokens counted."""
+def run(model, capture, input_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the (L, E) routing histogram of one forward of whole rows, all tokens counted."""
     with torch.no_grad():
-        logits = model(input_ids=input_ids, use_cache=False, **kwargs).logits
+        logits = model(input_ids=input_ids, use_cache=False).logits
     return logits, capture.histogram(torch.ones(input_ids.shape, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_packed_rows_equal_separate_examples_on_every_kernel(family, checkpoints):
-    model, tokenizer = load_model(str(checkpoints[family]), attn_implementation="eager")
+    model, tokenizer = load_model(str(checkpoints[family]), attn_implementation="eager", training=False)
     model.eval()
     parts = examples(len(tokenizer))
     with routing.RoutingCapture(routing.find_routers(model)) as capture:
@@ -68,13 +72,16 @@ def test_packed_rows_equal_separate_examples_on_every_kernel(family, checkpoints
     mask = batch["token_mask"]
     expected_histogram = sum(histogram for _, histogram in alone)
 
-    for kernel in kernels(family):
-        model, _ = load_model(str(checkpoints[family]), attn_implementation=kernel)
+    kernels = cpu_kernels(model)
+    assert kernels == {"gpt_oss": ["eager"], "olmoe": ["eager", "sdpa"], "moduleformer": ["eager", "sdpa"]}.get(
+        family, ["eager", "sdpa", "flex_attention"])  # ModuleFormer: stick-breaking attention under either name
+    for kernel in kernels:
+        model, _ = load_model(str(checkpoints[family]), attn_implementation=kernel, training=False)
         model.eval()
         assert model.config._attn_implementation == kernel
         with routing.RoutingCapture(routing.find_routers(model)) as capture:
-            with torch.no_grad():
-                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+            with torch.no_grad():  # as train.py and the probe call it
+                logits = model(**attention.packed_inputs(model.config, batch, "cpu", torch.float32)).logits
             histogram = capture.histogram(mask)
             unaware, _ = run(model, capture, batch["input_ids"])  # negative control: one long sequence per row
         worst = 0.0
@@ -89,16 +96,10 @@ def test_packed_rows_equal_separate_examples_on_every_kernel(family, checkpoints
         assert histogram.sum().item() == sum(LENGTHS) * 2 * histogram.shape[0]  # top-2, every layer
         assert (unaware[mask] - logits[mask]).abs().max().item() > 1e-3
 
-    if family == "gpt_oss":  # transformers' GPT-OSS alone ignores the packing in position_ids (fixed in load_model)
-        plain = AutoModelForCausalLM.from_pretrained(checkpoints[family], attn_implementation="eager").eval()
-        with torch.no_grad():
-            ignored = plain(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-        assert (ignored[mask] - logits[mask]).abs().max().item() > 1e-3
-
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_balance_loss_counts_real_tokens_only(family, checkpoints):
-    model, tokenizer = load_model(str(checkpoints[family]), attn_implementation="eager")
+    model, tokenizer = load_model(str(checkpoints[family]), attn_implementation="eager", training=False)
     model.eval()
     if family == "deepseek_v3":
         with pytest.raises(ValueError, match="DeepSeek-V3 balances with a score-correction bias"):
@@ -112,17 +113,40 @@ def test_balance_loss_counts_real_tokens_only(family, checkpoints):
     real = {key: batch[key][mask][None] for key in ("input_ids", "position_ids")}
     real_mask = torch.ones_like(real["input_ids"], dtype=torch.bool)
 
-    def loss(inputs, token_mask, **extra):
-        outputs = model(**inputs, use_cache=False, **balance.forward_kwargs(token_mask), **extra)
-        return balance(outputs, token_mask), outputs
+    def loss(inputs, token_mask):
+        with balance.on(token_mask) as extra:
+            outputs = model(**attention.packed_inputs(model.config, inputs, "cpu", torch.float32), **extra)
+        return balance.value(outputs)
 
-    packed_loss, outputs = loss({k: batch[k] for k in real}, mask)
-    real_loss, _ = loss(real, real_mask)
+    packed_loss, real_loss = loss(batch, mask), loss(real, real_mask)
     assert packed_loss.item() == pytest.approx(real_loss.item(), abs=1e-6)
     assert packed_loss.requires_grad
     # negative control: the model's own loss over the packed rows counts the padding
-    if family in TRANSFORMERS_FAMILIES:
-        counted = outputs.aux_loss
-    else:
-        counted = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).aux_loss
+    own = {"output_router_logits": True} if family in TRANSFORMERS_FAMILIES else {}
+    counted = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False, **own).aux_loss
     assert abs(counted.item() - real_loss.item()) > 1e-4
+
+
+MOE_BLOCKS = {
+    "mixtral": ["MixtralSparseMoeBlock"], "qwen2_moe": ["Qwen2MoeSparseMoeBlock"], "qwen3_moe": ["Qwen3MoeSparseMoeBlock"],
+    "olmoe": ["OlmoeSparseMoeBlock"], "deepseek_v3": ["DeepseekV3MoE"], "gpt_oss": ["GptOssMLP"],
+    "llama_moe": ["LlamaMoESparseBlock"], "moduleformer": ["ModuleFormerMixtureOfMLPs", "ModuleFormerMixtureOfAttentionHeads"],
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero3_leaf_modules_are_the_blocks_that_hold_routers_and_experts(family):
+    """ZeRO-3 must fetch a whole MoE block (router and every expert) at once, or ranks routing to different experts
+    hang; the classes come from the routers routemix finds, and accelerate finds them by name in the model."""
+    from accelerate.utils.dataclasses import get_module_class_from_name
+
+    from models.families import moe_block_classes
+
+    model = tiny_model(family)
+    classes = moe_block_classes(model)
+    assert [c.__name__ for c in classes] == MOE_BLOCKS[family]
+    for block_class in classes:
+        assert get_module_class_from_name(model, block_class.__name__) is block_class
+        block = next(m for m in model.modules() if type(m) is block_class)
+        names = [name for name, _ in block.named_parameters()]
+        assert any("expert" in name for name in names) and any("gate" in name or "router" in name for name in names)

@@ -427,6 +427,7 @@ class ModuleFormerPreTrainedModel(PreTrainedModel):
     # Accepted so that loaders may pass one attn_implementation to every model; ignored (stick-breaking attention).
     _supports_sdpa = True
     _supports_flash_attn = True
+    _can_set_attn_implementation_cached_value = True  # set_attn_implementation after loading, too (nothing to switch)
     _keys_to_ignore_on_load_unexpected = [r"attn\.mask$", r"attn\.cum_weight$"]
     _can_record_outputs = {
         "router_logits": OutputRecorder(ModuleFormerMLPRouter, index=0),
