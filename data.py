@@ -187,8 +187,8 @@ def tokenize(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[in
     """Token ids and character offsets of each text, no special tokens added.
 
     Straight through the Rust tokenizer in one parallel call when the tokenizer has one and it has
-    no truncation or padding set (3x faster per text than `tokenizer(text)`: no per-call
-    configuration, no `BatchEncoding`); otherwise one `tokenizer(text)` call per text.
+    no truncation or padding set (faster per text than `tokenizer(text)`: no per-call
+    configuration, no `BatchEncoding`; BENCHMARKS.md); otherwise one `tokenizer(text)` call per text.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.truncation is None and backend.padding is None:
@@ -198,6 +198,11 @@ def tokenize(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[in
 
 
 # --------------------------------------------------------------------------- batches
+
+
+def count_targets(labels: torch.Tensor) -> int:
+    """Positions of a `(rows, seq_len)` batch that predict a trained token: the tokens a loss is averaged over."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def best_fit(free: list[int], length: int) -> int | None:
@@ -233,8 +238,8 @@ class PackedStream:
     examples still waiting from the previous batch. The waiting examples are placed first, oldest
     first (so none waits for long), then the new ones longest first, each best-fit; those that fit
     no row wait for the next batch. The waiting examples are the stream's only state besides the
-    sampler's (`state_dict()` holds them for exact resume). On the demo data at 8 x 256, 93% of
-    the tokens are real (86% when the first example that does not fit closes the batch).
+    sampler's (`state_dict()` holds them for exact resume). Rows come out fuller than when the first
+    example that does not fit closes the batch (BENCHMARKS.md has the share of real tokens).
     """
 
     ENCODE_AHEAD = 64

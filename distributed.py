@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, parse_flag_from_env
 
-from run_folder import append_jsonl
+from run_folder import append_jsonl, truncate_jsonl
 
 
 def check_launch(accelerator: Accelerator) -> None:
@@ -53,14 +53,40 @@ def assert_same_on_all_ranks(accelerator: Accelerator, what: str, values: torch.
         raise RuntimeError(f"--debug-checks: ranks disagree on {what} ({len(differ)} of {len(labels)} values; by rank) {shown}")
 
 
-def check_parameters_in_sync(model, accelerator: Accelerator, step: int, debug_log: Path) -> None:
-    """`--debug-checks`: every rank must hold the same parameters after an optimizer step (compared by
-    their float64 sums and sums of squares). Skipped where ranks hold only shards (FSDP, ZeRO-3)."""
-    plugin = accelerator.state.deepspeed_plugin
-    if accelerator.distributed_type == DistributedType.FSDP or (plugin is not None and plugin.zero_stage == 3):
-        return
-    named = list(model.named_parameters())
-    checksums = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for _, p in named])
-    labels = [f"{name} ({kind})" for name, _ in named for kind in ("sum", "sum of squares")]
-    assert_same_on_all_ranks(accelerator, f"the parameters after step {step}", checksums.flatten(), labels)
-    append_jsonl(debug_log, {"step": step, "parameter_checksum": float(checksums.sum())})
+class DebugChecks:
+    """`--debug-checks`: stop as soon as ranks drift apart, and log each rank's view to
+    `<out>/debug/rank_<r>.jsonl`. Every method does nothing when the checks are off.
+
+    A resumed run (`step` > 0) drops the lines logged after its checkpoint: it redoes those steps.
+    """
+
+    def __init__(self, accelerator: Accelerator, out: Path, enabled: bool, step: int = 0):
+        self.accelerator, self.enabled = accelerator, enabled
+        self.log = out / "debug" / f"rank_{accelerator.process_index}.jsonl"
+        if enabled:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            truncate_jsonl(self.log, step)
+
+    def weights(self, step: int, names: list[str], weights: list[float], rank_histograms: torch.Tensor) -> None:
+        """After a weight update: every rank must hold bitwise the same sampling weights."""
+        if not self.enabled:
+            return
+        assert_same_on_all_ranks(self.accelerator, f"the sampling weights at step {step}",
+                                 torch.tensor(weights, dtype=torch.float64), names)
+        append_jsonl(self.log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": weights})
+
+    def parameters(self, model, step: int) -> None:
+        """After an optimizer step: every rank must hold the same parameters (compared by their float64 sums and
+        sums of squares). Skipped where ranks hold only shards (FSDP, ZeRO-3)."""
+        if not self.enabled:
+            return
+        accelerator = self.accelerator
+        plugin = accelerator.state.deepspeed_plugin
+        if accelerator.distributed_type == DistributedType.FSDP or (plugin is not None and plugin.zero_stage == 3):
+            return
+        named = list(model.named_parameters())
+        checksums = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().square().sum()])
+                                 for _, p in named])
+        labels = [f"{name} ({kind})" for name, _ in named for kind in ("sum", "sum of squares")]
+        assert_same_on_all_ranks(accelerator, f"the parameters after step {step}", checksums.flatten(), labels)
+        append_jsonl(self.log, {"step": step, "parameter_checksum": float(checksums.sum())})

@@ -60,10 +60,17 @@ def _router_recorders(model: nn.Module, keys: tuple[str, ...] = ("router_logits"
 def other_routers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Routers that choose something other than MLP experts, declared as `attention_router_logits` in
     `_can_record_outputs` (ModuleFormer's attention-head routers). Not counted by probes; frozen with
-    the MoE routers by `--freeze-router`, as the paper froze every gate."""
+    the MoE routers by `freeze_routers`, as the paper froze every gate."""
     recorders = _router_recorders(model, ("attention_router_logits",))
     return [(name, module) for name, module in model.named_modules()
             if any(_is_recorded_router(name, module, recorder) for recorder in recorders)]
+
+
+def freeze_routers(model: nn.Module, routers: list[tuple[str, nn.Module]]) -> None:
+    """Stop the gradient to `routers` and to the model's `other_routers`: the paper froze every gate, so that
+    routing stays a stable representation of the data while the experts learn."""
+    for _, router in list(routers) + other_routers(model):
+        router.requires_grad_(False)
 
 
 def _is_recorded_router(name: str, module: nn.Module, recorder) -> bool:
@@ -87,13 +94,14 @@ def _is_recorded_router(name: str, module: nn.Module, recorder) -> bool:
     return matches
 
 
-def find_routers(model: nn.Module, pattern: str | None = None) -> list[tuple[str, nn.Module]]:
+def find_routers(model: nn.Module, pattern: str | None = None, *, pattern_name: str = "pattern") -> list[tuple[str, nn.Module]]:
     """The MoE routers of `model` as `(module name, module)` pairs, in layer order.
 
     By default the routers are the modules that transformers itself records as
     `router_logits` (`_can_record_outputs` on the model or its base model); no
-    modeling file is patched. `pattern` (the `--router-pattern` flag) is a regular
-    expression searched in module names instead, for custom models.
+    modeling file is patched. `pattern` is a regular expression searched in module
+    names instead, for custom models; error messages call it `pattern_name` (a caller's
+    command-line flag, say).
 
     A router must return a tuple whose last element holds the selected expert
     indices (`(logits, scores, indices)` in every supported family); the capture
@@ -107,7 +115,7 @@ def find_routers(model: nn.Module, pattern: str | None = None) -> list[tuple[str
         routers = [(name, module) for name, module in model.named_modules() if name and regex.search(name)]
         if not routers:
             raise ValueError(
-                f"--router-pattern {pattern!r} matches no module name of {type(model).__name__}; "
+                f"{pattern_name} {pattern!r} matches no module name of {type(model).__name__}; "
                 "list them with `[name for name, _ in model.named_modules()]`"
             )
         return routers
@@ -120,7 +128,7 @@ def find_routers(model: nn.Module, pattern: str | None = None) -> list[tuple[str
     if not routers:
         raise ValueError(
             f"{type(model).__name__} has no recognisable MoE routers. routemix supports {SUPPORTED_MODELS}. "
-            "For another MoE model pass --router-pattern REGEX, a regular expression that matches the names of "
+            f"For another MoE model pass {pattern_name}, a regular expression that matches the names of "
             "its router modules (each must return a tuple ending with the selected expert indices)."
         )
     return routers
@@ -148,7 +156,7 @@ def selected_experts(router_name: str, router: nn.Module, output) -> torch.Tenso
         raise TypeError(
             f"router {router_name!r} ({type(router).__name__}) returned {returned}, not a tuple ending with the "
             "selected expert indices. routemix counts the experts the model actually used and cannot take them "
-            f"from logits. Supported: {SUPPORTED_MODELS}; with --router-pattern, match modules whose output "
+            f"from logits. Supported: {SUPPORTED_MODELS}; with a router name pattern, match modules whose output "
             "ends with the top-k expert indices."
         )
     top_k = indices.shape[-1] if indices.dim() >= 2 else 1

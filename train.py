@@ -16,134 +16,34 @@ Two CPU processes (gloo), for debugging distributed code on a laptop:
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
-import time
-from collections import Counter
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Literal
-
-import torch
 import tyro
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
-import data
-import distributed
-import mixture
-import plots
-import routing
-import sources
-from models import TargetHead, load_model
-from run_folder import COMPLETE, append_jsonl, complete_checkpoints, truncate_jsonl, write_atomic
-from sampler import MixtureSampler
+from config import Args, resolve_defaults, run_fingerprint
 
+if __name__ == "__main__":  # parse first: --help and flag errors answer before torch and transformers load
+    ARGS = tyro.cli(Args)
 
-@dataclass
-class Args:
-    # --- what to train on
-    model: str = "tiny"
-    """`tiny` (an embedded random-init 2-layer MoE, runs on a laptop CPU), a local folder, or a Hugging Face hub id."""
-    data: Path = Path(__file__).resolve().parent / "data" / "demo"
-    """Dataset folder: `train/<name>/*.jsonl` and `dev/<name>.jsonl` (or `dev/<name>/*.jsonl`)."""
-    out: Path | None = None
-    """Run folder (default `runs/<timestamp>`): logs, mixture log, plots, checkpoints, `final/` model."""
-    trust_remote_code: bool = False
-    """Allow the model's own Python code from the hub. Off unless you trust the model's authors."""
-    router_pattern: str | None = None
-    """Regex on module names that finds the routers of a model routemix does not recognise."""
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-    # --- optimisation
-    max_steps: int = 300
-    """Number of optimizer steps."""
-    seed: int = 0
-    """Seeds the model init (tiny), the sampler and every random strategy."""
-    lr: float | None = None
-    """Peak learning rate (default: 1e-3 for `tiny`, 2e-5 otherwise)."""
-    warmup_ratio: float = 0.03
-    """Share of `max-steps` spent in linear warmup; a cosine decay to 0 follows."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
-    micro_batch_size: int = 8
-    """Rows per micro-batch; each row packs whole examples into `seq-len` tokens."""
-    seq_len: int | None = None
-    """Tokens per packed row (default: 256 for `tiny`, 2048 otherwise). Longer examples are truncated and counted."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step (per process). The step's loss is the mean over all of its assistant tokens."""
-    bf16: bool = False
-    """bf16 mixed precision (on GPUs that support it)."""
-    attn_implementation: str | None = None
-    """Attention kernel (default: flash_attention_2 on CUDA when flash-attn is installed, else sdpa)."""
-    freeze_router: bool = True
-    """Keep the router weights fixed, as in the paper, so routing stays a stable representation of the data."""
-    aux_loss_coef: float = 0.0
-    """Weight of the model's MoE load-balancing loss (0 = off)."""
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
-    # --- the mixture
-    mix: Literal["dynamic", "static", "refloss", "random", "random-batch", "cycle"] = "dynamic"
-    """How sampling weights change each period: `dynamic` (routing redundancy, the paper), `static`, `refloss`
-    (dev loss minus a reference loss, DoReMi-style), `random`, `random-batch` (one dataset per period), `cycle`."""
-    init_weights: str = "uniform"
-    """Initial sampling weights: `uniform`, `size` (proportional to train size) or a JSON file {"name": weight}."""
-    probe_every: int | None = None
-    """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
-    probe_batches: int | None = None
-    """Micro-batches of each dataset's dev set per probe, the same examples every probe (default: 3 for `tiny`, 5 otherwise, as the paper)."""
-    probe_tokens: Literal["all", "response"] = "all"
-    """Count the routing of all real tokens (the paper) or only of assistant tokens."""
-    layers: Literal["last", "all"] = "last"
-    """Routing representation: the last MoE layer (the paper) or all layers, each normalised, concatenated."""
-    distance: Literal["cos", "l2", "inv-l2"] = "cos"
-    """Redundancy: 1 - cosine similarity, l2 distance, or l2 with ranks reversed (the paper's ablation)."""
-    agg: Literal["mean", "min", "max"] = "mean"
-    """How a dataset's distances to the other datasets (j != i) are aggregated."""
-    eta: float = 10.0
-    """Step size of the weight update: w <- softmax(log w + eta * delta)."""
-    c: float = 0.05
-    """Smoothing: w <- (1 - c) * w + c / k keeps every weight >= c / k."""
-    ref_loss: Path | None = None
-    """JSON {"name": loss} of a reference model's dev losses, for `--mix refloss`."""
-    probe_only: bool = False
-    """Run one probe on the loaded model, write `<out>/probe_weights.json`, and exit without training."""
-
-    # --- logging and checkpoints
-    log_every: int = 10
-    """Optimizer steps between log lines (metrics.jsonl, TensorBoard)."""
-    save_every: int = 100
-    """Optimizer steps between checkpoints (the last step always saves); `plots/` is redrawn at each."""
-    keep_checkpoints: int = 2
-    """Number of complete checkpoints kept."""
-    resume: str = "auto"
-    """`auto`: continue from the newest complete checkpoint in `out`; `none`: start fresh (refuses a used `out`);
-    or a checkpoint folder."""
-    skip_bad_records: bool = False
-    """Skip malformed JSONL lines (counted and reported) instead of stopping."""
-    skip_nonfinite: int = 0
-    """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first."""
-    debug_checks: bool = False
-    """Stop as soon as ranks drift apart: after every weight update all ranks must hold bitwise the same sampling
-    weights, after every optimizer step the same parameters (when every rank holds them all: not under FSDP or
-    ZeRO-3). Each rank also logs its probe share and parameter checksum to `<out>/debug/rank_<r>.jsonl`."""
-
-
-def resolve_defaults(args: Args) -> Args:
-    """Derived values, computed once right after parsing."""
-    tiny = args.model == "tiny"
-    args.lr = args.lr if args.lr is not None else (1e-3 if tiny else 2e-5)
-    args.seq_len = args.seq_len or (256 if tiny else 2048)
-    args.probe_every = args.probe_every or (25 if tiny else 100)
-    args.probe_batches = args.probe_batches or (3 if tiny else 5)
-    args.out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    if args.mix == "refloss" and args.ref_loss is None:
-        raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
-    return args
+import checkpoint  # noqa: E402
+import data  # noqa: E402
+import distributed  # noqa: E402
+import mixture  # noqa: E402
+import routing  # noqa: E402
+import sources  # noqa: E402
+from models import TargetHead, load_model  # noqa: E402
+from run_folder import RunLog, write_atomic  # noqa: E402
+from sampler import MixtureSampler  # noqa: E402
 
 
 def lr_lambda(warmup_steps: int, max_steps: int):
@@ -158,24 +58,18 @@ def lr_lambda(warmup_steps: int, max_steps: int):
     return factor
 
 
-def find_resume_checkpoint(args: Args) -> Path | None:
-    """The checkpoint to resume from, per `--resume`."""
-    if args.resume == "none":
-        if (args.out / "config.json").exists():
-            raise SystemExit(f"{args.out} already holds a run; pass another --out, or --resume auto to continue it")
-        return None
-    if args.resume == "auto":
-        checkpoints = complete_checkpoints(args.out)
-        return checkpoints[-1] if checkpoints else None
-    path = Path(args.resume)
-    if not (path / COMPLETE).exists():
-        raise SystemExit(f"--resume {path}: not a complete routemix checkpoint (no {COMPLETE} marker)")
-    return path
+# --------------------------------------------------------------------------------------------------
+# The probe: routing histograms and dev losses of fixed dev batches
 
 
-def run_fingerprint(args: Args, sizes: dict[str, int]) -> dict:
-    """What a checkpoint must agree with to be resumed."""
-    return {"model": args.model, "seq_len": args.seq_len, "mix": args.mix, "datasets": sizes}
+@dataclass
+class DevProbe:
+    """What every probe runs: the same packed dev batches of each dataset, and the hooks that read them."""
+
+    batches: dict[str, list[dict[str, torch.Tensor]]]  # dataset name -> collated micro-batches (on the CPU)
+    head: TargetHead
+    capture: routing.RoutingCapture
+    response_only: bool  # count the routing of assistant tokens only (`--probe-tokens response`)
 
 
 def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[str, torch.Tensor]]]:
@@ -191,22 +85,21 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
 
 
 @torch.no_grad()
-def probe(model, head: TargetHead, capture: routing.RoutingCapture, probe_batches: dict, args: Args, accelerator: Accelerator):
-    """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks.
+def probe(model, dev: DevProbe, accelerator: Accelerator):
+    """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks, in the
+    order of the sorted dataset names; also this rank's own share of the histograms, for `--debug-checks`.
 
     Each rank runs its share of every dataset's probe batches (batch b goes to rank b mod world);
     the model is in eval mode, so routers add no noise. Every rank runs the same number of forwards,
     because FSDP and ZeRO-3 gather parameters inside each forward and DDP syncs buffers in the first:
-    a rank without a batch left re-runs batch 0 and counts nothing from it. Also returns this rank's
-    own share of the histograms, for `--debug-checks`.
+    a rank without a batch left re-runs batch 0 and counts nothing from it.
     """
     model.eval()
-    names = sorted(probe_batches)
     rank, world = accelerator.process_index, accelerator.num_processes
     histograms, loss_sums, loss_tokens, counted = [], [], [], []
-    with capture:
-        for name in names:
-            batches = probe_batches[name]
+    with dev.capture:
+        for name in sorted(dev.batches):
+            batches = dev.batches[name]
             histogram = 0
             loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
             n_loss, n_counted = 0, 0
@@ -214,12 +107,12 @@ def probe(model, head: TargetHead, capture: routing.RoutingCapture, probe_batche
                 mine = b < len(batches)
                 cpu_batch = batches[b if mine else 0]
                 batch = {key: value.to(accelerator.device) for key, value in cpu_batch.items()}
-                with head.on(cpu_batch["labels"], accelerator.device) as targets:
+                with dev.head.on(cpu_batch["labels"], accelerator.device) as targets:
                     logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
-                mask = batch["token_mask"] if args.probe_tokens == "all" else batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX)
-                histogram = histogram + capture.histogram(mask & mine)  # num_experts is known after a forward
+                mask = batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX) if dev.response_only else batch["token_mask"]
+                histogram = histogram + dev.capture.histogram(mask & mine)  # num_experts is known after a forward
                 if mine:
-                    loss_sum += head.loss_sum(logits, targets, batch["labels"]).double()
+                    loss_sum += dev.head.loss_sum(logits, targets, batch["labels"]).double()
                     n_loss += len(targets)
                     n_counted += int(mask.sum())
             histograms.append(histogram)
@@ -235,6 +128,47 @@ def probe(model, head: TargetHead, capture: routing.RoutingCapture, probe_batche
     return histograms, dev_loss, tokens[1].tolist(), rank_histograms.cpu()
 
 
+def reweight(step: int, period: int, model, dev: DevProbe, sampler: MixtureSampler, args: Args,
+             ref_loss: list[float] | None, accelerator: Accelerator) -> tuple[dict, torch.Tensor]:
+    """Probe, compute the next weights (identically on every rank) and hand them to the sampler.
+
+    Returns the update's record, as `mixture.jsonl` logs it, and this rank's own histograms.
+    """
+    start = time.perf_counter()
+    histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+    g = routing.representations(histograms, args.layers)
+    pairwise = routing.pairwise(g, args.distance)
+    delta = mixture.refloss_delta(dev_loss, ref_loss) if args.mix == "refloss" else routing.redundancy(g, args.distance, args.agg)
+    names, before = sampler.names, list(sampler.weights.values())
+    after = mixture.next_weights(args.mix, before, period=period, seed=args.seed, delta=delta, eta=args.eta, c=args.c)
+    sampler.set_weights(dict(zip(names, after)), at=step)
+    record = {
+        "step": step, "strategy": args.mix, "names": names,
+        "weights_before": before, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
+        "histograms": histograms.tolist(), "layers": args.layers, "distance": args.distance, "agg": args.agg,
+        "eta": args.eta, "c": args.c, "pairwise": pairwise.tolist(), "delta": torch.as_tensor(delta).tolist(),
+        "probe_tokens": probe_tokens, "dev_loss": dev_loss, "seconds": time.perf_counter() - start,
+    }
+    return record, rank_histograms
+
+
+def write_probe_weights(model, dev: DevProbe, sampler: MixtureSampler, args: Args, ref_loss: list[float] | None,
+                        accelerator: Accelerator, log: RunLog, debug: distributed.DebugChecks) -> None:
+    """`--probe-only`: one probe and weight update on the loaded model, logged as usual, and the sampler's new
+    weights written to `probe_weights.json` in the `--init-weights` format."""
+    record, rank_histograms = reweight(0, 1, model, dev, sampler, args, ref_loss, accelerator)
+    debug.weights(0, sampler.names, record["weights_after"], rank_histograms)
+    log.mixture(record)
+    log.plots(sampler.history, record)
+    if accelerator.is_main_process:
+        write_atomic(args.out / "probe_weights.json", json.dumps(sampler.weights, indent=2))
+        print(f"wrote {args.out / 'probe_weights.json'}")
+
+
+# --------------------------------------------------------------------------------------------------
+# One optimizer step's forward and backward
+
+
 def forward_backward(model, head: TargetHead, micro_batches: list[dict], accelerator: Accelerator, aux_loss_coef: float = 0.0):
     """Forward and backward over one optimizer step's micro-batches; returns `(summed token loss, tokens)`
     over all ranks' micro-batches. The LM head runs only at positions with a target (`TargetHead`).
@@ -243,7 +177,7 @@ def forward_backward(model, head: TargetHead, micro_batches: list[dict], acceler
     divided by their count, so micro-batches with more tokens weigh more. accelerate divides each
     micro-batch loss by the accumulation steps and DDP averages over ranks; the scale undoes both.
     """
-    n_tokens = sum(int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum()) for batch in micro_batches)
+    n_tokens = sum(data.count_targets(batch["labels"]) for batch in micro_batches)
     global_tokens = int(accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), reduction="sum"))
     scale = accelerator.gradient_accumulation_steps * accelerator.num_processes / max(global_tokens, 1)
     loss_sum = torch.zeros((), device=accelerator.device)
@@ -262,6 +196,36 @@ def forward_backward(model, head: TargetHead, micro_batches: list[dict], acceler
     return loss_sum, global_tokens
 
 
+def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torch.Tensor, datasets: list,
+                           out: Path, is_main: bool) -> None:
+    """A step whose loss or gradient is NaN/inf (the same on every rank after the gradient all-reduce) was not
+    applied: stop, naming the step and its datasets, once more than `--skip-nonfinite` such steps happened."""
+    names = sorted(set().union(*datasets))
+    if skipped > allowed:
+        last_good = checkpoint.complete_checkpoints(out)
+        raise SystemExit(
+            f"non-finite loss or gradient at step {step} (loss sum {float(loss_sum):.4g}, datasets in the step: "
+            f"{names}); stopped without updating the model or saving. Non-finite steps so far: {skipped} (allowed "
+            f"by --skip-nonfinite: {allowed}). Last good checkpoint: {last_good[-1] if last_good else 'none'}"
+        )
+    if is_main:
+        print(f"warning: skipped non-finite step {step} ({skipped}/{allowed}), datasets {names}")
+
+
+def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, float], out: Path) -> Path:
+    """The trained model as `out/final`, loadable with `from_pretrained`, with its tokenizer and final weights."""
+    final = out / "final"
+    state_dict = accelerator.get_state_dict(model)  # every rank: FSDP and ZeRO-3 gather the shards here
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(final)
+        (final / "mixture_weights.json").write_text(json.dumps(weights, indent=2))
+    return final
+
+
+# --------------------------------------------------------------------------------------------------
+
+
 def main(args: Args) -> None:
     args = resolve_defaults(args)
     accelerator = Accelerator(
@@ -271,159 +235,65 @@ def main(args: Args) -> None:
     )
     distributed.check_launch(accelerator)
     set_seed(args.seed)
-    is_main = accelerator.is_main_process
-    out = args.out
-    resume_from = find_resume_checkpoint(args)
-    accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        for folder in (out / "checkpoints").glob("step_*"):
-            if not (folder / COMPLETE).exists():
-                print(f"removing {folder}: an interrupted save")
-                shutil.rmtree(folder)
-        write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
+    out, is_main = args.out, accelerator.is_main_process
 
-    # --- model, routers, data
-    model, tokenizer = load_model(
-        args.model, device=accelerator.device, seed=args.seed, trust_remote_code=args.trust_remote_code,
-        attn_implementation=args.attn_implementation,
-    )
-    routers = routing.find_routers(model, args.router_pattern)  # fails here for a model without MoE routers
-    head = TargetHead(model)  # logits only where there is a target (tiny model, demo data: step 137 -> 105 ms)
-    capture = routing.RoutingCapture(routers)
-    if args.freeze_router:
-        for _, router in routers + routing.other_routers(model):
-            router.requires_grad_(False)
-    stats: dict[str, Counter] = {}
-    train, dev = sources.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=stats)
-    names = sorted(train)
-    sizes = {name: len(train[name]) for name in names}
-    skipped = {name: dict(counts) for name, counts in stats.items() if counts}
-    if skipped and is_main:
+    # --- data first: a bad record stops the run before a large model spends minutes loading
+    train_sets, dev_sets = sources.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=(stats := {}))
+    names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
+    if (skipped := {name: dict(counts) for name, counts in stats.items() if counts}) and is_main:
         print(f"skipped records: {skipped}")
     if len(names) < 3 and args.mix == "dynamic" and is_main:
         print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
               "(each dataset's redundancy is the same); use 3 or more")
     weights = mixture.initial_weights(args.init_weights, names, sizes)
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
-    probe_batches = make_probe_batches(dev, tokenizer, args)
+    resume_from = checkpoint.find(out, args.resume)
+    accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_interrupted(out)
+        write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
 
+    # --- model and routers; hooks go on before `prepare`, so that every wrapper passes through them
+    model, tokenizer = load_model(args.model, device=accelerator.device, seed=args.seed,
+                                  trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
+    routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
+    if args.freeze_router:
+        routing.freeze_routers(model, routers)
+    head = TargetHead(model)  # logits only where there is a target (BENCHMARKS.md: what it saves)
+    dev = DevProbe(make_probe_batches(dev_sets, tokenizer, args), head, routing.RoutingCapture(routers),
+                   response_only=args.probe_tokens == "response")
     sampler = MixtureSampler(sizes, dict(zip(names, weights)), seed=args.seed, rank=accelerator.process_index)
-    stream = data.PackedStream(sampler.draw, train, tokenizer, args.seq_len, args.micro_batch_size, sampler.upcoming)
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel per step, not ~10 per parameter (tiny MoE, 2 CPU threads: 8.9 -> 3.4 ms per step)
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(math.ceil(args.warmup_ratio * args.max_steps), args.max_steps))
+    stream = data.PackedStream(sampler.draw, train_sets, tokenizer, args.seq_len, args.micro_batch_size, sampler.upcoming)
+    # fused: one kernel per optimizer step instead of several per parameter (BENCHMARKS.md)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay, fused=True)
+    warmup_steps = math.ceil(args.warmup_ratio * args.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, args.max_steps))
     distributed.fill_deepspeed_auto_values(accelerator, args.micro_batch_size, args.max_grad_norm)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    fingerprint = run_fingerprint(args, sizes)
-    step, tokens_seen = 0, 0
 
-    def save_checkpoint(step: int) -> None:
-        """accelerate's state (model, optimizer, LR schedule, RNGs) on every rank, routemix's own state
-        (sampler, packing stream, counters) as one JSON file per rank, then the completion marker."""
-        folder = out / "checkpoints" / f"step_{step}"
-        accelerator.save_state(folder)
-        state = {"step": step, "tokens": tokens_seen, "fingerprint": fingerprint,
-                 "sampler": sampler.state_dict(), "stream": stream.state_dict()}
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / f"routemix_state_{accelerator.process_index}.json", json.dumps(state))
-        accelerator.wait_for_everyone()
-        if is_main:
-            write_atomic(folder / COMPLETE, "")
-            for old in complete_checkpoints(out)[: -args.keep_checkpoints]:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
-
+    # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
+    fingerprint, step, tokens_seen = run_fingerprint(args, sizes), 0, 0
     if resume_from is not None:
-        saved_ranks = len(list(resume_from.glob("routemix_state_*.json")))
-        if saved_ranks != accelerator.num_processes:
-            raise SystemExit(f"cannot resume from {resume_from}: it was written by {saved_ranks} processes and this run "
-                             f"has {accelerator.num_processes}; every rank continues its own sample stream, so launch "
-                             "with the same number of processes")
-        state = json.loads((resume_from / f"routemix_state_{accelerator.process_index}.json").read_text())
-        changed = {key: (state["fingerprint"][key], value) for key, value in fingerprint.items() if state["fingerprint"][key] != value}
-        if changed:
-            raise SystemExit(f"cannot resume from {resume_from}: the run changed: "
-                             + "; ".join(f"{key} was {was}, now {now}" for key, (was, now) in changed.items()))
-        accelerator.load_state(resume_from)
+        state = checkpoint.load(accelerator, resume_from, fingerprint)
         sampler.load_state_dict(state["sampler"])
         stream.load_state_dict(state["stream"])
         step, tokens_seen = state["step"], state["tokens"]
-        if is_main:
-            truncate_jsonl(out / "metrics.jsonl", step)
-            truncate_jsonl(out / "mixture.jsonl", step)
-            print(f"resumed from {resume_from} at step {step}")
+    log = RunLog(out, names, args.distance, enabled=is_main, step=step)
+    debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
-    debug_log = out / "debug" / f"rank_{accelerator.process_index}.jsonl"  # --debug-checks: this rank's view
-    if args.debug_checks:
-        debug_log.parent.mkdir(parents=True, exist_ok=True)
-        truncate_jsonl(debug_log, step)  # a resumed run redoes the steps after its checkpoint
-
-    latest_probe = {}  # the last probe's histograms and pairwise matrix, for the plots
-
-    def update_mixture(step: int, period: int) -> None:
-        """Probe, compute the next weights, hand them to the sampler, log everything about it (plots: `draw_plots`)."""
-        start = time.perf_counter()
-        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, head, capture, probe_batches, args, accelerator)
-        g = routing.representations(histograms, args.layers)
-        pairwise = routing.pairwise(g, args.distance)
-        delta = routing.redundancy(g, args.distance, args.agg) if args.mix != "refloss" else mixture.refloss_delta(dev_loss, ref_loss)
-        before = sampler.weights
-        after = mixture.next_weights(
-            args.mix, [before[n] for n in names], period=period, seed=args.seed, delta=delta, eta=args.eta, c=args.c
-        )
-        sampler.set_weights(dict(zip(names, after)), at=step)
-        after = [sampler.weights[n] for n in names]  # what the sampler draws with (normalised to sum 1)
-        if args.debug_checks:
-            distributed.assert_same_on_all_ranks(accelerator, f"the sampling weights at step {step}", torch.tensor(after, dtype=torch.float64), names)
-            append_jsonl(debug_log, {"step": step, "probe_histograms": rank_histograms.tolist(), "weights": after})
-        seconds = time.perf_counter() - start
-        if not is_main:
-            return
-        record = {
-            "step": step, "strategy": args.mix, "names": names,
-            "weights_before": [before[n] for n in names], "weights_after": after,
-            "histograms": histograms.tolist(), "layers": args.layers, "distance": args.distance, "agg": args.agg,
-            "eta": args.eta, "c": args.c, "pairwise": torch.as_tensor(pairwise).tolist(),
-            "delta": torch.as_tensor(delta).tolist(), "probe_tokens": probe_tokens, "dev_loss": dev_loss, "seconds": seconds,
-        }
-        append_jsonl(out / "mixture.jsonl", record)
-        for i, name in enumerate(names):
-            writer.add_scalar(f"mixture/weight_{name}", after[i], step)
-            writer.add_scalar(f"mixture/delta_{name}", record["delta"][i], step)
-            writer.add_scalar(f"losses/dev_{name}", dev_loss[i], step)
-        writer.add_scalar("charts/probe_seconds", seconds, step)
-        latest_probe.update(step=step, histograms=histograms, pairwise=pairwise)
-
-    def draw_plots() -> None:
-        """The PNGs in `plots/` and the TensorBoard routing heatmap, from the latest probe. Drawn at checkpoints,
-        not at every probe: the three figures take ~0.3 s, as long as the demo schedule's probe itself."""
-        if not is_main or not latest_probe:
-            return
-        (out / "plots").mkdir(exist_ok=True)
-        plots.plot_weights(sampler.history, names, out / "plots" / "weights.png")
-        heatmap = plots.plot_routing(latest_probe["histograms"], names, out / "plots" / "routing.png")
-        plots.plot_pairwise(latest_probe["pairwise"], names, args.distance, out / "plots" / "pairwise.png")
-        writer.add_image("mixture/routing", heatmap, latest_probe["step"], dataformats="HWC")
-
-    writer = SummaryWriter(out / "tensorboard", purge_step=step or None) if is_main else None
-    if args.probe_only:
-        update_mixture(step=0, period=1)
-        draw_plots()
-        if is_main:
-            weights_after = json.loads((out / "mixture.jsonl").read_text().splitlines()[-1])["weights_after"]
-            (out / "probe_weights.json").write_text(json.dumps(dict(zip(names, weights_after)), indent=2))
-            print(f"wrote {out / 'probe_weights.json'}")
+    if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training
+        write_probe_weights(model, dev, sampler, args, ref_loss, accelerator, log, debug)
+        log.close()
         model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)  # see the end of main
         accelerator.end_training()
         return
 
-    # --- the loop: m optimizer steps, then probe -> reweight -> log -> checkpoint
+    # --- the loop: `probe-every` optimizer steps, then probe -> reweight -> log -> checkpoint
     model.train()
     progress = tqdm(total=args.max_steps, initial=step, disable=not is_main, desc="train")
-    skipped_nonfinite = 0
+    skipped_nonfinite, record = 0, None  # record: the latest weight update, for the plots
     train_seconds, tokens_since_log = 0.0, 0  # since the last log line; probes and saves do not count
     while step < args.max_steps:
         step_start = time.perf_counter()
@@ -432,26 +302,16 @@ def main(args: Args) -> None:
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
         # DeepSpeed has clipped inside its step already and returns the norm as a float
         grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-        if not torch.isfinite(grad_norm):  # a NaN/inf loss; the same on every rank after the gradient all-reduce
+        if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)
             skipped_nonfinite += 1
-            names_in_step = sorted(set().union(*datasets))
-            if skipped_nonfinite > args.skip_nonfinite:
-                raise SystemExit(
-                    f"non-finite loss or gradient at step {step + 1} (loss sum {float(loss_sum):.4g}, datasets in the "
-                    f"step: {names_in_step}); stopped without updating the model or saving. Non-finite steps so far: "
-                    f"{skipped_nonfinite} (allowed by --skip-nonfinite: {args.skip_nonfinite}). Last good checkpoint: "
-                    f"{complete_checkpoints(out)[-1] if complete_checkpoints(out) else 'none'}"
-                )
-            if is_main:
-                print(f"warning: skipped non-finite step {step + 1} ({skipped_nonfinite}/{args.skip_nonfinite}), datasets {names_in_step}")
+            stop_or_skip_nonfinite(step + 1, skipped_nonfinite, args.skip_nonfinite, loss_sum, datasets, out, is_main)
             continue
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if args.debug_checks:
-            distributed.check_parameters_in_sync(model, accelerator, step, debug_log)
+        debug.parameters(model, step)
         tokens_seen += global_tokens
         tokens_since_log += int(sum(batch["token_mask"].sum() for batch in micro_batches)) * accelerator.num_processes
         train_seconds += time.perf_counter() - step_start
@@ -460,33 +320,25 @@ def main(args: Args) -> None:
 
         # --- once in a while: probe -> reweight -> log -> checkpoint
         if step % args.probe_every == 0 or last_step:
-            update_mixture(step, period=step // args.probe_every)
+            record, rank_histograms = reweight(step, step // args.probe_every, model, dev, sampler, args, ref_loss, accelerator)
+            debug.weights(step, names, record["weights_after"], rank_histograms)
+            log.mixture(record)
         if step % args.log_every == 0 or last_step:
             step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(global_tokens, 1)
-            if is_main:
-                record = {"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
-                          "tokens_per_s": tokens_since_log / train_seconds, "weights": sampler.weights}
-                append_jsonl(out / "metrics.jsonl", record)
-                writer.add_scalar("losses/train", step_loss, step)
-                writer.add_scalar("charts/lr", record["lr"], step)
-                writer.add_scalar("charts/tokens_per_s", record["tokens_per_s"], step)
-                writer.add_scalar("charts/grad_norm", float(grad_norm), step)
-                progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            log.metrics({"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
+                         "tokens_per_s": tokens_since_log / train_seconds, "weights": sampler.weights}, float(grad_norm))
+            progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_since_log / train_seconds:.0f}")
             train_seconds, tokens_since_log = 0.0, 0
         if step % args.save_every == 0 or last_step:
-            draw_plots()
-            save_checkpoint(step)
-
+            log.plots(sampler.history, record)
+            checkpoint.save(accelerator, out, step, keep=args.keep_checkpoints, state={
+                "step": step, "tokens": tokens_seen, "fingerprint": fingerprint,
+                "sampler": sampler.state_dict(), "stream": stream.state_dict()})
     progress.close()
-    # --- the final model, loadable with from_pretrained
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
+
+    final = export_final(accelerator, model, tokenizer, sampler.weights, out)
+    log.close()
     if is_main:
-        final = out / "final"
-        accelerator.unwrap_model(model).save_pretrained(final, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(final)
-        (final / "mixture_weights.json").write_text(json.dumps(sampler.weights, indent=2))
-        writer.close()
         truncated = dict(stream.truncated)
         print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
               + (f", truncated examples {truncated}" if truncated else "") + f"\nmodel in {final}")
@@ -498,7 +350,7 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(ARGS)
     except ValueError as error:  # bad input (data, weights files, a model without routers): a message, not a traceback
         if os.environ.get("ROUTEMIX_TRACEBACK"):
             raise

@@ -13,8 +13,6 @@ import resource
 import time
 from dataclasses import dataclass, field
 
-from data import IGNORE_INDEX
-
 
 @dataclass
 class StepClock:
@@ -59,11 +57,6 @@ class StepClock:
             "real_tokens_per_cpu_s": real / cpu_seconds,
             "step_seconds": [self.wall[i + 1] - self.wall[i] for i in range(warmup, warmup + steps)],
         }
-
-
-def assistant_tokens(labels) -> int:
-    """Positions with a next-token target, as the loss counts them: `labels[:, 1:]` that are not IGNORE_INDEX."""
-    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def peak_rss_mib() -> float:

@@ -16,7 +16,7 @@ import torch
 import data
 import routing
 import sources
-from benchmarks.clock import StepClock, assistant_tokens, peak_rss_mib
+from benchmarks.clock import StepClock, peak_rss_mib
 from models import load_model, token_loss_sum
 from sampler import MixtureSampler
 
@@ -29,8 +29,7 @@ def ceiling(warmup: int, steps: int, rows: int, seq_len: int) -> dict:
     """
     clock = StepClock()
     model, tokenizer = load_model("tiny", seed=0)
-    for _, router in routing.find_routers(model):
-        router.requires_grad_(False)  # as routemix trains by default
+    routing.freeze_routers(model, routing.find_routers(model))  # as routemix trains by default
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)  # as train.py
     generator = torch.Generator().manual_seed(0)
@@ -41,7 +40,7 @@ def ceiling(warmup: int, steps: int, rows: int, seq_len: int) -> dict:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        clock.count(input_ids.numel(), assistant_tokens(input_ids))
+        clock.count(input_ids.numel(), data.count_targets(input_ids))
     clock.tick()
     return {**clock.window(warmup, steps), "peak_rss_mib": peak_rss_mib()}
 

@@ -23,7 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 import data
 import routing
 import sources
-from benchmarks.clock import StepClock, assistant_tokens, peak_rss_mib
+from benchmarks.clock import StepClock, peak_rss_mib
 from models import load_model
 from sampler import MixtureSampler
 
@@ -37,8 +37,7 @@ def sampled_conversations(data_dir: Path, count: int, seed: int = 0) -> list[sou
 
 def tiny_model_with_frozen_routers():
     model, tokenizer = load_model("tiny", seed=0)
-    for _, router in routing.find_routers(model):
-        router.requires_grad_(False)
+    routing.freeze_routers(model, routing.find_routers(model))  # as routemix trains by default
     return model, tokenizer
 
 
@@ -50,7 +49,7 @@ def count_tokens(clock: StepClock):
         mask = kwargs.get("attention_mask")
         labels = kwargs["labels"]
         real = int(mask.sum()) if mask is not None else input_ids.numel()  # padding-free rows hold no padding
-        clock.count(real, assistant_tokens(labels))
+        clock.count(real, data.count_targets(labels))
 
     return hook
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import data
 import train
-from benchmarks.clock import StepClock, assistant_tokens, peak_rss_mib
+from benchmarks.clock import StepClock, peak_rss_mib
 
 
 def train_loop(
@@ -31,7 +31,7 @@ def train_loop(
     def timed_next_batch(stream):
         clock.tick()
         batch, trained = next_batch(stream)
-        clock.count(batch["token_mask"].sum(), assistant_tokens(batch["labels"]))
+        clock.count(batch["token_mask"].sum(), data.count_targets(batch["labels"]))
         return batch, trained
 
     def timed_probe(*args, **kwargs):

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import tyro
 from tqdm import tqdm
 
@@ -32,6 +31,7 @@ import sources
 from eval.generation import load_checkpoint
 from eval.report import bar_chart, markdown_table
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
+from models import token_loss_sum
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,8 @@ def summed_loss(model, examples: list[data.Example], pad_id: int, batch_size: in
         logits = model(
             input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device)
         ).logits
-        targets = batch["labels"][:, 1:].to(model.device)
-        total += F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=data.IGNORE_INDEX, reduction="sum"
-        ).item()
-        tokens += int((targets != data.IGNORE_INDEX).sum())
+        total += token_loss_sum(logits, batch["labels"].to(model.device)).item()
+        tokens += data.count_targets(batch["labels"])
     return total, tokens
 
 

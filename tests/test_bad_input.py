@@ -15,6 +15,7 @@ from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import checkpoint
 import data
 import sources
 import train
@@ -81,7 +82,7 @@ def test_nonfinite_loss_stops_without_corrupting_checkpoints(tmp_path, capsys):
     flags = ["--data", str(folder), "--lr", "1e30", "--warmup-ratio", "0", "--max-steps", "6", "--save-every", "1"]
     with pytest.raises(SystemExit, match=r"non-finite loss or gradient at step 2 .*datasets in the step: \['a', 'b', 'c'\]"):
         run_main(tmp_path, *flags, "--out", str(tmp_path / "stop"))
-    checkpoints = train.complete_checkpoints(tmp_path / "stop")
+    checkpoints = checkpoint.complete_checkpoints(tmp_path / "stop")
     assert [p.name for p in checkpoints] == ["step_1"]
     assert all(torch.isfinite(t).all() for t in load_file(checkpoints[0] / "model.safetensors").values())
     assert not (tmp_path / "stop" / "final").exists()

@@ -10,11 +10,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from benchmarks.run import DESCRIPTIONS, THROUGHPUT
-
-REPO = Path(__file__).resolve().parents[1]
+from launch import REPO
 
 
 def test_quick_run_produces_every_row(tmp_path):

@@ -226,7 +226,7 @@ def test_dense_model_is_rejected_with_a_clear_message():
     message = str(error.value)
     for expected in ("LlamaForCausalLM has no recognisable MoE routers", "Mixtral", "DeepSeek-V3", "GPT-OSS"):
         assert expected in message
-    for expected in ("llama_moe", "moduleformer", "--router-pattern"):
+    for expected in ("llama_moe", "moduleformer", "pass pattern, a regular expression"):
         assert expected in message
 
 

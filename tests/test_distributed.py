@@ -239,7 +239,7 @@ with torch.no_grad():
     layer.bias.fill_(0.0)
     layer.bias[0] += rank * 1e-6
 try:
-    distributed.check_parameters_in_sync(layer, accelerator, 5, Path({log!r} + f"_{{rank}}.jsonl"))
+    distributed.DebugChecks(accelerator, Path({out!r}), enabled=True).parameters(layer, 5)
 except RuntimeError as error:
     print(f"rank {{rank}} caught: {{error}}")
 accelerator.end_training()
@@ -248,14 +248,14 @@ accelerator.end_training()
 
 def test_debug_checks_catch_ranks_that_disagree(tmp_path):
     script = tmp_path / "disagree.py"
-    script.write_text(DISAGREE.format(repo=str(REPO), log=str(tmp_path / "log")))
+    script.write_text(DISAGREE.format(repo=str(REPO), out=str(tmp_path / "run")))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), str(script)]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         assert f"rank {rank} caught: --debug-checks: ranks disagree on the weights (1 of 2 values; by rank) b: [0.5, 0.500000000000001]" in result.stdout
         assert f"rank {rank} caught: --debug-checks: ranks disagree on the parameters after step 5 (2 of 4 values; by rank) bias (sum): [0.0, 9.99999997" in result.stdout
-    assert not list(tmp_path.glob("log_*.jsonl"))  # nothing is logged for a step that failed the check
+    assert not list((tmp_path / "run" / "debug").glob("*.jsonl"))  # nothing is logged for a step that failed the check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with GPUs the launch is a real multi-GPU run")

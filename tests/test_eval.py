@@ -31,8 +31,8 @@ from eval import alpaca_eval, dev_loss, humaneval, mbpp, mtbench, show
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.results import EvalResult, collect_results, write_result
 from eval.sandbox import Limits, landlock_abi, namespace_command, run_program
+from launch import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"

@@ -20,8 +20,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import models.llama_moe as llama_moe
 import models.moduleformer as moduleformer
+from launch import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 FIXTURE_NAMES = ["llama_moe_a", "llama_moe_b", "moduleformer_a", "moduleformer_b"]
 

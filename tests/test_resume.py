@@ -18,13 +18,13 @@ RUN = [*TINY_RUN, "--max-steps", "24", "--probe-every", "3", "--save-every", "4"
 CRASH_IN_SAVE = """
 import os, signal, sys, tyro
 sys.argv[0] = "train.py"
-import train
-write_atomic = train.write_atomic
+import checkpoint, train
+write_atomic = checkpoint.write_atomic
 def crash_before_marker(path, text):
-    if path.name == train.COMPLETE and path.parent.name == "step_8":
+    if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":
         os.kill(os.getpid(), signal.SIGKILL)
     write_atomic(path, text)
-train.write_atomic = crash_before_marker
+checkpoint.write_atomic = crash_before_marker
 train.main(tyro.cli(train.Args))
 """
 

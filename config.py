@@ -1,0 +1,118 @@
+"""The command line of train.py: every flag with its documentation, and the values derived from them.
+
+Nothing heavy is imported here, so `python train.py --help` answers before torch loads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class Args:
+    # --- what to train on
+    model: str = "tiny"
+    """`tiny` (an embedded random-init 2-layer MoE, runs on a laptop CPU), a local folder, or a Hugging Face hub id."""
+    data: Path = Path(__file__).resolve().parent / "data" / "demo"
+    """Dataset folder: `train/<name>/*.jsonl` and `dev/<name>.jsonl` (or `dev/<name>/*.jsonl`)."""
+    out: Path | None = None
+    """Run folder (default `runs/<timestamp>`): logs, mixture log, plots, checkpoints, `final/` model."""
+    trust_remote_code: bool = False
+    """Allow the model's own Python code from the hub. Off unless you trust the model's authors."""
+    router_pattern: str | None = None
+    """Regex on module names that finds the routers of a model routemix does not recognise."""
+
+    # --- optimisation
+    max_steps: int = 300
+    """Number of optimizer steps."""
+    seed: int = 0
+    """Seeds the model init (tiny), the sampler and every random strategy."""
+    lr: float | None = None
+    """Peak learning rate (default: 1e-3 for `tiny`, 2e-5 otherwise)."""
+    warmup_ratio: float = 0.03
+    """Share of `max-steps` spent in linear warmup; a cosine decay to 0 follows."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    micro_batch_size: int = 8
+    """Rows per micro-batch; each row packs whole examples into `seq-len` tokens."""
+    seq_len: int | None = None
+    """Tokens per packed row (default: 256 for `tiny`, 2048 otherwise). Longer examples are truncated and counted."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (per process). The step's loss is the mean over all of its assistant tokens."""
+    bf16: bool = False
+    """bf16 mixed precision (on GPUs that support it)."""
+    attn_implementation: str | None = None
+    """Attention kernel (default: flash_attention_2 on CUDA when flash-attn is installed, else sdpa)."""
+    freeze_router: bool = True
+    """Keep the router weights fixed, as in the paper, so routing stays a stable representation of the data."""
+    aux_loss_coef: float = 0.0
+    """Weight of the model's MoE load-balancing loss (0 = off)."""
+
+    # --- the mixture
+    mix: Literal["dynamic", "static", "refloss", "random", "random-batch", "cycle"] = "dynamic"
+    """How sampling weights change each period: `dynamic` (routing redundancy, the paper), `static`, `refloss`
+    (dev loss minus a reference loss, DoReMi-style), `random`, `random-batch` (one dataset per period), `cycle`."""
+    init_weights: str = "uniform"
+    """Initial sampling weights: `uniform`, `size` (proportional to train size) or a JSON file {"name": weight}."""
+    probe_every: int | None = None
+    """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
+    probe_batches: int | None = None
+    """Micro-batches of each dataset's dev set per probe, the same examples every probe (default: 3 for `tiny`, 5 otherwise, as the paper)."""
+    probe_tokens: Literal["all", "response"] = "all"
+    """Count the routing of all real tokens (the paper) or only of assistant tokens."""
+    layers: Literal["last", "all"] = "last"
+    """Routing representation: the last MoE layer (the paper) or all layers, each normalised, concatenated."""
+    distance: Literal["cos", "l2", "inv-l2"] = "cos"
+    """Redundancy: 1 - cosine similarity, l2 distance, or l2 with ranks reversed (the paper's ablation)."""
+    agg: Literal["mean", "min", "max"] = "mean"
+    """How a dataset's distances to the other datasets (j != i) are aggregated."""
+    eta: float = 10.0
+    """Step size of the weight update: w <- softmax(log w + eta * delta)."""
+    c: float = 0.05
+    """Smoothing: w <- (1 - c) * w + c / k keeps every weight >= c / k."""
+    ref_loss: Path | None = None
+    """JSON {"name": loss} of a reference model's dev losses, for `--mix refloss`."""
+    probe_only: bool = False
+    """Run one probe on the loaded model, write `<out>/probe_weights.json`, and exit without training."""
+
+    # --- logging and checkpoints
+    log_every: int = 10
+    """Optimizer steps between log lines (metrics.jsonl, TensorBoard)."""
+    save_every: int = 100
+    """Optimizer steps between checkpoints (the last step always saves); `plots/` is redrawn at each."""
+    keep_checkpoints: int = 2
+    """Number of complete checkpoints kept."""
+    resume: str = "auto"
+    """`auto`: continue from the newest complete checkpoint in `out`; `none`: start fresh (refuses a used `out`);
+    or a checkpoint folder."""
+    skip_bad_records: bool = False
+    """Skip malformed JSONL lines (counted and reported) instead of stopping."""
+    skip_nonfinite: int = 0
+    """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first."""
+    debug_checks: bool = False
+    """Stop as soon as ranks drift apart: after every weight update all ranks must hold bitwise the same sampling
+    weights, after every optimizer step the same parameters (when every rank holds them all: not under FSDP or
+    ZeRO-3). Each rank also logs its probe share and parameter checksum to `<out>/debug/rank_<r>.jsonl`."""
+
+
+def resolve_defaults(args: Args) -> Args:
+    """Derived values, computed once right after parsing."""
+    tiny = args.model == "tiny"
+    args.lr = args.lr if args.lr is not None else (1e-3 if tiny else 2e-5)
+    args.seq_len = args.seq_len or (256 if tiny else 2048)
+    args.probe_every = args.probe_every or (25 if tiny else 100)
+    args.probe_batches = args.probe_batches or (3 if tiny else 5)
+    args.out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if args.mix == "refloss" and args.ref_loss is None:
+        raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
+    return args
+
+
+def run_fingerprint(args: Args, sizes: dict[str, int]) -> dict:
+    """What a checkpoint must agree with to be resumed."""
+    return {"model": args.model, "seq_len": args.seq_len, "mix": args.mix, "datasets": sizes}
