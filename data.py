@@ -240,6 +240,11 @@ class PackedStream:
     no row wait for the next batch. The waiting examples are the stream's only state besides the
     sampler's (`state_dict()` holds them for exact resume). Rows come out fuller than when the first
     example that does not fit closes the batch (BENCHMARKS.md has the share of real tokens).
+
+    Every batch also carries `dataset_ids`: the index of each token's dataset in the sorted dataset
+    names (the sampler's order), -1 at padding, so that routing can be counted per dataset from the
+    training forward itself (`--probe-source train`). `drawn_tokens` counts the tokens drawn of each
+    dataset, for the repetition cap's estimate of examples per step.
     """
 
     ENCODE_AHEAD = 64
@@ -249,6 +254,8 @@ class PackedStream:
         self.seq_len, self.rows, self.upcoming = seq_len, rows, upcoming
         self.pending: list[tuple[str, int]] = []
         self.truncated: Counter = Counter()  # examples cut to seq_len, counted at first use
+        self.dataset_index = {name: i for i, name in enumerate(sorted(datasets))}
+        self.drawn_tokens: Counter = Counter()
         self._cache: dict[tuple[str, int], Example] = {}
         self._unused: set[tuple[str, int]] = set()  # tokenised ahead, not used yet
 
@@ -273,9 +280,12 @@ class PackedStream:
         drawn, tokens = [], sum(len(self.example(*key).input_ids) for key in waiting)
         while tokens < self.rows * self.seq_len:
             drawn.append(self.draw())
-            tokens += len(self.example(*drawn[-1]).input_ids)
+            length = len(self.example(*drawn[-1]).input_ids)
+            tokens += length
+            self.drawn_tokens[drawn[-1][0]] += length
         drawn.sort(key=lambda key: len(self.example(*key).input_ids), reverse=True)  # stable: ties keep draw order
         placed, free = [[] for _ in range(self.rows)], [self.seq_len] * self.rows
+        row_datasets = [[] for _ in range(self.rows)]
         trained = Counter()
         for key in waiting + drawn:
             example = self.example(*key)
@@ -284,44 +294,54 @@ class PackedStream:
                 self.pending.append(key)
                 continue
             placed[r].append(example)
+            row_datasets[r].append(self.dataset_index[key[0]])
             free[r] -= len(example.input_ids)
             trained[key[0]] += sum(label != IGNORE_INDEX for label in example.labels)
-        return collate_packed(placed, self.seq_len, self.tokenizer.pad_token_id), trained
+        return collate_packed(placed, self.seq_len, self.tokenizer.pad_token_id, row_datasets), trained
 
     def state_dict(self) -> dict:
-        return {"pending": [list(key) for key in self.pending]}
+        return {"pending": [list(key) for key in self.pending], "drawn_tokens": dict(self.drawn_tokens)}
 
     def load_state_dict(self, state: dict) -> None:
         self.pending = [tuple(key) for key in state["pending"]]
+        self.drawn_tokens = Counter(state.get("drawn_tokens", {}))
 
 
-def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
+def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int,
+                   datasets: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """Rows of whole examples -> tensors of shape (rows, seq_len).
 
     `position_ids` restart at 0 for every example (the model builds a block-diagonal causal mask
     from them, so attention never crosses examples); the padding at the end of a row is its own
-    block with labels IGNORE_INDEX and `token_mask` False.
+    block with labels IGNORE_INDEX and `token_mask` False. With `datasets` (the dataset index of
+    each example, row by row) the batch also has `dataset_ids`: each token's dataset, -1 at padding.
     """
     # plain lists first, one tensor per field: a tensor per example costs more than the model's data step
-    input_ids, labels, position_ids, token_mask = [], [], [], []
-    for row in rows:
+    input_ids, labels, position_ids, token_mask, dataset_ids = [], [], [], [], []
+    for r, row in enumerate(rows):
         row_ids, row_labels, row_positions = [], [], []
-        for example in row:
+        for e, example in enumerate(row):
             row_ids += example.input_ids
             row_labels += example.labels
             row_positions += range(len(example.input_ids))
+            if datasets is not None:
+                dataset_ids += [datasets[r][e]] * len(example.input_ids)
         n, padding = len(row_ids), seq_len - len(row_ids)
         input_ids += row_ids + [pad_id] * padding
         labels += row_labels + [IGNORE_INDEX] * padding
         position_ids += row_positions + list(range(padding))
         token_mask += [True] * n + [False] * padding
+        dataset_ids += [-1] * padding if datasets is not None else []
     shape = (len(rows), seq_len)
-    return {
+    batch = {
         "input_ids": torch.tensor(input_ids, dtype=torch.long).view(shape),
         "labels": torch.tensor(labels, dtype=torch.long).view(shape),
         "position_ids": torch.tensor(position_ids, dtype=torch.long).view(shape),
         "token_mask": torch.tensor(token_mask, dtype=torch.bool).view(shape),
     }
+    if datasets is not None:
+        batch["dataset_ids"] = torch.tensor(dataset_ids, dtype=torch.long).view(shape)
+    return batch
 
 
 def collate_padded(examples: list[Example], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:

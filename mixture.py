@@ -1,4 +1,5 @@
-"""Every dataset-weighting strategy behind one function, and where the first weights come from.
+"""Every dataset-weighting strategy behind one function, the state it keeps between probes, the repetition cap,
+and where the first weights come from.
 
     weights = initial_weights("uniform", names, sizes)
     ...every probe period:
@@ -9,6 +10,15 @@ its baselines and ablations (docs/method.md). Weights are plain lists of floats 
 the order of `names`, ready for `MixtureSampler.set_weights`. Everything is
 deterministic from its arguments (no global random state), so every rank
 computes the same weights.
+
+A run keeps one `Mixture`: the strategy's own weights, the update rule (`Rule`: the paper's, or the
+anchored one that does not collapse) with its moving average of delta, and the repetition cap
+(`--max-epochs`), which projects the strategy's weights onto what the datasets can supply without
+repeating any of them more often than allowed:
+
+    mix = Mixture("dynamic", names, sizes, initial, Rule.anchored(), max_epochs=4)
+    weights = mix.start(usage)                       # the initial weights, capped
+    update = mix.update(period, delta, usage)        # every probe: update["weights_after"] -> the sampler
 """
 
 from __future__ import annotations
@@ -16,11 +26,14 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 STRATEGIES = ("dynamic", "static", "refloss", "random", "random-batch", "cycle")
+UPDATES = ("anchored", "paper")
+DELTA_SCALES = ("none", "std")
 RANDOM_BATCH_EPS = 1e-3
 """random-batch: the weight of every dataset but the chosen one."""
 
@@ -92,6 +105,224 @@ def next_weights(
     if strategy == "cycle":
         return [float(w) for w in weights[-1:] + weights[:-1]]
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How delta moves the weights of `dynamic` and `refloss`, one probe at a time:
+
+        d     = delta / std(delta)  (the spread over datasets; `scale="std"`),  or delta itself (`scale="none"`)
+        e     = ema * e_before + (1 - ema) * d                  (e = d at the first probe)
+        alpha = (1 - pull) * log w + pull * log w0 + eta * e    (w0: the initial weights)
+        w     = (1 - c) * softmax(alpha) + c / k
+
+    `Rule.paper()` is the paper's rule exactly: alpha = log w + eta * delta. It compounds: after n probes
+    w = softmax(log w0 + eta * (the sum of the n deltas)), so a dataset that is always the most distinct ends
+    with all the weight but the floor c / k, however small the gap between the deltas (docs/method.md).
+    `pull` > 0 stops the compounding: under a steady e the weights settle at softmax(log w0 + eta / pull * e)
+    instead of running off. `scale="std"` makes eta a number of log-units per standard deviation of delta, the
+    same for a model whose routing tells datasets far apart and for one whose deltas are all small. `ema`
+    averages e over probes, so that one probe's noise moves the weights less than a lasting difference.
+    """
+
+    eta: float = 10.0
+    c: float = 0.05
+    scale: str = "none"
+    ema: float = 0.0
+    pull: float = 0.0
+
+    @classmethod
+    def paper(cls, eta: float = 10.0, c: float = 0.05) -> Rule:
+        return cls(eta=eta, c=c)
+
+    def __post_init__(self):
+        if self.scale not in DELTA_SCALES:
+            raise ValueError(f"delta scale must be one of {', '.join(DELTA_SCALES)}, got {self.scale!r}")
+        for name, value in (("c", self.c), ("ema", self.ema), ("pull", self.pull)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.ema == 1.0:
+            raise ValueError("ema 1 would never let delta in; use 0 <= ema < 1")
+
+    def signal(self, delta, before: list[float] | None) -> list[float]:
+        """e of this probe from delta and the previous probe's e (None at the first)."""
+        delta = torch.as_tensor(delta, dtype=torch.float64)
+        if self.scale == "std":
+            spread = delta.std(correction=0)
+            delta = (delta - delta.mean()) / spread if spread > 0 else torch.zeros_like(delta)
+        if before is None:
+            return delta.tolist()
+        return (self.ema * torch.tensor(before, dtype=torch.float64) + (1.0 - self.ema) * delta).tolist()
+
+    def apply(self, weights: list[float], e: list[float], initial: list[float]) -> list[float]:
+        """The weights after one update, from the current ones and this probe's e."""
+        if self.pull == 0.0:  # the paper's update, unchanged
+            return update_weights(weights, e, eta=self.eta, c=self.c).tolist()
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        initial = torch.as_tensor(initial, dtype=torch.float64)
+        log_w = (1.0 - self.pull) * torch.log(weights / weights.sum()) + self.pull * torch.log(initial / initial.sum())
+        return update_weights(torch.softmax(log_w, dim=0), e, eta=self.eta, c=self.c).tolist()
+
+
+def cap_weights(weights: list[float], room: list[float], lengths: list[float], tokens_ahead: float
+                ) -> tuple[list[float], list[bool]]:
+    """The weights under which no dataset is expected to be drawn more than `room` more examples, and which
+    datasets had to be capped.
+
+    Drawn with weights w, dataset i takes the share w_i L_i / sum_j w_j L_j of the tokens (L: mean tokens
+    per example), so the `tokens_ahead` tokens still to come draw tokens_ahead * w_i / sum_j w_j L_j of its
+    examples. A dataset that would exceed its room is set to exactly its room; the others share what is left in
+    proportion to their weights (their ratios do not change), which may cap more of them (repeated until none
+    exceeds). If even all of them at their room cannot fill the run, every dataset is capped and the weights are
+    proportional to their rooms (the caller must say so: the sampler's hard limit will then end some draws).
+    """
+    k = len(weights)
+    total = float(sum(weights))
+    weights = [float(w) / total for w in weights]
+    if tokens_ahead <= 0:
+        return weights, [False] * k
+    limit = [max(float(r), 0.0) * length / tokens_ahead for r, length in zip(room, lengths)]  # most token share
+    share = [w * length for w, length in zip(weights, lengths)]
+    share = [s / sum(share) for s in share]
+    capped = [False] * k
+    while True:
+        free = 1.0 - sum(limit[i] for i in range(k) if capped[i])
+        open_ = [i for i in range(k) if not capped[i]]
+        if not open_ or free <= 0:
+            return _normalised([limit[i] / lengths[i] for i in range(k)]), [True] * k
+        rest = sum(share[i] for i in open_)
+        basis = share if rest > 0 else limit  # the others all have weight 0: fill by their room instead
+        rest = sum(basis[i] for i in open_)
+        final = [limit[i] if capped[i] else free * basis[i] / rest for i in range(k)]
+        over = [i for i in open_ if final[i] > limit[i] * (1 + 1e-12)]
+        if not over:
+            return _normalised([final[i] / lengths[i] for i in range(k)]), capped
+        for i in over:
+            capped[i] = True
+
+
+def _normalised(values: list[float]) -> list[float]:
+    total = sum(values)
+    return [v / total for v in values]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a run has drawn so far, summed over all ranks, and how many tokens it will still draw."""
+
+    drawn: list[int]  # examples drawn of each dataset (repeats count again)
+    drawn_tokens: list[int]  # their tokens
+    tokens_ahead: float  # tokens the rest of the run will draw
+
+    @classmethod
+    def at(cls, step: int, max_steps: int, drawn: list[int], drawn_tokens: list[int], tokens_per_step: float) -> Usage:
+        """After `step` of `max_steps` optimizer steps: the steps left draw as many tokens per step as the steps so
+        far did on average, or `tokens_per_step` (the batch's capacity) before the first step."""
+        per_step = sum(drawn_tokens) / step if step > 0 and sum(drawn_tokens) > 0 else tokens_per_step
+        return cls(list(drawn), list(drawn_tokens), per_step * max(max_steps - step, 0))
+
+
+class Mixture:
+    """A run's sampling weights between probes: the strategy's own weights, the update rule's state, the cap.
+
+    The cap (`max_epochs`, None = none) is a projection applied after the strategy: the strategy keeps its own
+    weights (so the paper's rule runs exactly as published), and the sampler draws with the capped ones
+    (`cap_weights`). Mean example lengths for the cap come from the tokens drawn so far, with `prior`
+    (tokens, examples) per dataset (e.g. the dev probe batches) counted as if drawn.
+
+    Args:
+        strategy: one of STRATEGIES.
+        names, sizes: the datasets, in the sampler's order, and their train examples.
+        initial: the initial weights (`initial_weights`).
+        rule: how delta moves the weights (dynamic, refloss).
+        seed: for the random strategies.
+        max_epochs: at most this many passes over any dataset over the whole run.
+        prior: (tokens, examples) per dataset, the length estimate before anything is drawn.
+    """
+
+    def __init__(self, strategy: str, names: list[str], sizes: dict[str, int], initial: list[float], rule: Rule, *,
+                 seed: int = 0, max_epochs: float | None = None, prior: list[tuple[int, int]] | None = None):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if max_epochs is not None and not max_epochs > 0:
+            raise ValueError(f"--max-epochs must be positive, got {max_epochs}")
+        self.strategy, self.names, self.rule, self.seed = strategy, list(names), rule, seed
+        self.sizes = [sizes[name] for name in self.names]
+        self.initial = [float(w) for w in initial]
+        self.max_epochs = max_epochs
+        self.prior = [tuple(p) for p in prior] if prior is not None else [(0, 0)] * len(self.names)
+        self.weights = list(self.initial)  # the strategy's own weights, before the cap
+        self.signal: list[float] | None = None  # the rule's e (its moving average of delta)
+
+    def lengths(self, usage: Usage) -> list[float]:
+        """Mean tokens per example of each dataset: drawn so far, and the prior, together."""
+        known = [(t + pt, n + pn) for t, n, (pt, pn) in zip(usage.drawn_tokens, usage.drawn, self.prior)]
+        fallback = sum(t for t, _ in known) / max(sum(n for _, n in known), 1) or 1.0
+        return [t / n if n > 0 else fallback for t, n in known]
+
+    def planned_epochs(self, weights: list[float], usage: Usage) -> list[float]:
+        """The passes over each dataset at the end of the run if the rest is drawn with `weights`."""
+        lengths = self.lengths(usage)
+        per_token = usage.tokens_ahead / sum(w * length for w, length in zip(weights, lengths))
+        return [(n + per_token * w) / size for n, w, size in zip(usage.drawn, weights, self.sizes)]
+
+    def cap(self, weights: list[float], usage: Usage) -> dict:
+        """The weights to draw with, and what the cap did: the record fields `weights_after`, `capped` (names),
+        `cap_infeasible`, `planned_epochs` (at the weights drawn with) and `epochs_drawn` (so far)."""
+        total = sum(weights)
+        weights = [w / total for w in weights]
+        capped, infeasible = [False] * len(weights), False
+        if self.max_epochs is not None:
+            room = [self.max_epochs * size - n for size, n in zip(self.sizes, usage.drawn)]
+            weights, capped = cap_weights(weights, room, self.lengths(usage), usage.tokens_ahead)
+            infeasible = all(capped)
+        return {
+            "weights_after": weights,
+            "capped": [name for name, flag in zip(self.names, capped) if flag],
+            "cap_infeasible": infeasible,
+            "planned_epochs": self.planned_epochs(weights, usage),
+            "epochs_drawn": [n / size for n, size in zip(usage.drawn, self.sizes)],
+        }
+
+    def start(self, usage: Usage) -> dict:
+        """The weights of the first period: the initial ones, capped (see `cap`). Also `planned_epochs_initial`,
+        the passes the initial weights themselves would make."""
+        return self.cap(self.initial, usage) | {"planned_epochs_initial": self.planned_epochs(self.initial, usage)}
+
+    def update(self, period: int, delta, usage: Usage) -> dict:
+        """The weights for probe period `period` from this probe's delta (dynamic, refloss; ignored otherwise).
+
+        Returns the record fields of `cap`, plus `weights_proposed` (the strategy's weights before the cap),
+        and for dynamic and refloss `delta_spread` (the standard deviation of delta over datasets) and `signal`
+        (the rule's e: what moved the weights).
+        """
+        extra = {}
+        if self.strategy in ("dynamic", "refloss"):
+            if delta is None:
+                raise ValueError(f"strategy {self.strategy!r} needs a delta")
+            self.signal = self.rule.signal(delta, self.signal)
+            self.weights = self.rule.apply(self.weights, self.signal, self.initial)
+            extra = {"delta_spread": float(torch.as_tensor(delta, dtype=torch.float64).std(correction=0)),
+                     "signal": list(self.signal)}
+        else:
+            self.weights = next_weights(self.strategy, self.weights, period=period, seed=self.seed)
+        return {"weights_proposed": list(self.weights)} | self.cap(self.weights, usage) | extra
+
+    def state_dict(self) -> dict:
+        """The strategy's weights and the rule's moving average (JSON: floats round-trip exactly)."""
+        return {"weights": list(self.weights), "signal": self.signal, "rule": asdict(self.rule)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = list(state["weights"])
+        self.signal = None if state["signal"] is None else list(state["signal"])
+
+
+def max_draws(sizes: dict[str, int], max_epochs: float | None, world: int = 1) -> dict[str, int] | None:
+    """The sampler's hard limit per rank: each of `world` ranks draws at most max_epochs * size / world examples
+    of a dataset, so all ranks together never exceed max_epochs passes (None: no limit)."""
+    if max_epochs is None:
+        return None
+    return {name: math.floor(max_epochs * size / world) for name, size in sizes.items()}
 
 
 def _read_named_values(path: str | Path, names: list[str], what: str) -> dict[str, float]:

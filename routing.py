@@ -223,6 +223,17 @@ class RoutingCapture:
         The result stays on the routers' device. All layers are counted by a single
         `torch.bincount`, so there is no host synchronisation per layer.
         """
+        mask = token_mask.reshape(-1).to(torch.bool)
+        return self.histograms(torch.where(mask, 0, -1), 1)[0]
+
+    def histograms(self, dataset_ids: torch.Tensor, num_datasets: int) -> torch.LongTensor:
+        """Counts per dataset over the forwards since the last call: `(num_datasets, L, E)` int64.
+
+        `dataset_ids` gives each token's dataset (0 .. num_datasets - 1) or -1 for a token that does not
+        count (padding), aligned with `input_ids` like `histogram`'s mask: one packed training batch
+        holds examples of several datasets, and each token counts for its own (`--probe-source train`).
+        One `torch.bincount` over all datasets and layers; the result stays on the routers' device.
+        """
         if any(not pending for pending in self._pending):
             idle = [self.routers[layer][0] for layer, pending in enumerate(self._pending) if not pending]
             raise RuntimeError(f"no routing recorded since the last histogram() for {idle}; run a forward first")
@@ -230,22 +241,25 @@ class RoutingCapture:
             raise ValueError(f"routers choose among different numbers of experts per layer: {self.num_experts}")
         num_layers, num_experts = len(self.routers), self.num_experts[0]
         device = self._pending[0][0].device
-        mask = token_mask.reshape(-1).to(device=device, dtype=torch.bool)
-        dropped_bin = num_layers * num_experts  # one extra bin collects the tokens that do not count
+        ids = dataset_ids.reshape(-1).to(device=device, dtype=torch.long)
+        per_dataset = num_layers * num_experts
+        dropped_bin = num_datasets * per_dataset  # one extra bin collects the tokens that do not count
+        counted = (ids >= 0) & (ids < num_datasets)
+        offset = torch.where(counted, ids * per_dataset, dropped_bin)
         bins = []
         for layer, pending in enumerate(self._pending):
             indices = torch.cat([chunk.to(device) for chunk in pending])
-            if indices.shape[0] != mask.numel():
+            if indices.shape[0] != ids.numel():
                 raise ValueError(
                     f"router {self.routers[layer][0]!r} routed {indices.shape[0]} tokens since the last histogram() "
-                    f"but token_mask has {mask.numel()}"
+                    f"but token_mask has {ids.numel()}"
                 )
-            bins.append(torch.where(mask[:, None], indices + layer * num_experts, dropped_bin).reshape(-1))
+            bins.append(torch.where(counted[:, None], offset[:, None] + indices + layer * num_experts, dropped_bin).reshape(-1))
         self._pending = [[] for _ in self.routers]
         counts = torch.bincount(torch.cat(bins), minlength=dropped_bin + 1)
         if counts.numel() != dropped_bin + 1:
             raise ValueError(f"a router returned an expert index >= its number of experts ({num_experts})")
-        return counts[:dropped_bin].reshape(num_layers, num_experts)
+        return counts[:dropped_bin].reshape(num_datasets, num_layers, num_experts)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ the next example of that dataset's own shuffled stream. Each stream is a fresh
 permutation per pass, so a dataset is seen without repeats until it runs out.
 Everything is deterministic from ``(seed, rank)`` and the whole state is plain
 Python data, so ``state_dict()`` / ``load_state_dict()`` resume a run exactly.
+An optional hard limit per dataset (``max_draws``, the repetition cap) stops drawing a dataset once it
+has given that many examples; its weight then goes to the others in proportion to their weights.
 
 No torch, no accelerate: copy this file anywhere.
 """
@@ -33,9 +35,12 @@ class MixtureSampler:
         seed: the run's seed.
         rank: the process rank; each rank draws its own stream, disjoint in its
             dataset choices and shuffles, from the same weights.
+        max_draws: the most examples this sampler draws of each dataset, by name (repeats count again);
+            None: no limit. `draw` raises once every dataset with weight is used up.
     """
 
-    def __init__(self, sizes: dict[str, int], weights: dict[str, float], seed: int = 0, rank: int = 0):
+    def __init__(self, sizes: dict[str, int], weights: dict[str, float], seed: int = 0, rank: int = 0,
+                 max_draws: dict[str, int] | None = None):
         empty = [name for name, size in sizes.items() if size <= 0]
         if empty:
             raise ValueError(f"datasets with no examples: {', '.join(empty)}")
@@ -48,12 +53,33 @@ class MixtureSampler:
         self.cursor = {name: 0 for name in self.names}
         self._order = {name: _permutation(self.sizes[name], seed, rank, name, 0) for name in self.names}
         self.draws = 0
+        self.max_draws = dict(max_draws) if max_draws is not None else None
+        if self.max_draws is not None and sorted(self.max_draws) != self.names:
+            raise ValueError(f"max_draws names {sorted(self.max_draws)}, the sampler has {self.names}")
         self.history: list[tuple[int, list[float]]] = []  # (step or draws, weights) at every change
         self.set_weights(weights)
 
     @property
     def weights(self) -> dict[str, float]:
         return dict(zip(self.names, self._weights))
+
+    @property
+    def drawn(self) -> dict[str, int]:
+        """Examples drawn of each dataset so far (a repeated example counts again)."""
+        return {name: self.epoch[name] * self.sizes[name] + self.cursor[name] for name in self.names}
+
+    @property
+    def used_up(self) -> list[str]:
+        """The datasets that have reached `max_draws` and are drawn no more."""
+        if self.max_draws is None:
+            return []
+        drawn = self.drawn
+        return [name for name in self.names if drawn[name] >= self.max_draws[name]]
+
+    def _update_cumulative(self) -> None:
+        """The cumulative weights `draw` uses: the weights, with used-up datasets at zero."""
+        used_up = set(self.used_up)
+        self._cumulative = list(accumulate(0.0 if name in used_up else w for name, w in zip(self.names, self._weights)))
 
     def set_weights(self, weights: dict[str, float] | list[float], at: int | None = None) -> None:
         """Use new sampling weights from the next draw on, and remember them in `history` under
@@ -67,11 +93,16 @@ class MixtureSampler:
             raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights}")
         total = sum(values)
         self._weights = [v / total for v in values]
-        self._cumulative = list(accumulate(self._weights))
+        self._update_cumulative()
         self.history.append((self.draws if at is None else at, list(self._weights)))
 
     def draw(self) -> tuple[str, int]:
         """The next example: `(dataset name, index into that dataset)`."""
+        if self._cumulative[-1] <= 0:
+            raise ValueError(
+                f"every dataset with weight has been drawn as often as --max-epochs allows ({self.max_draws} examples "
+                f"per dataset on this rank; weights {self.weights}): raise --max-epochs or lower --max-steps"
+            )
         u = self._rng.random() * self._cumulative[-1]
         name = self.names[min(bisect_right(self._cumulative, u), len(self.names) - 1)]
         if self.cursor[name] == self.sizes[name]:
@@ -81,6 +112,8 @@ class MixtureSampler:
         index = self._order[name][self.cursor[name]]
         self.cursor[name] += 1
         self.draws += 1
+        if self.max_draws is not None and self.epoch[name] * self.sizes[name] + self.cursor[name] == self.max_draws[name]:
+            self._update_cumulative()
         return name, index
 
     def upcoming(self, name: str, n: int) -> list[int]:
@@ -116,5 +149,5 @@ class MixtureSampler:
         self.epoch, self.cursor, self.draws = dict(state["epoch"]), dict(state["cursor"]), state["draws"]
         self._order = {n: _permutation(self.sizes[n], self.seed, self.rank, n, self.epoch[n]) for n in self.names}
         self._weights = list(state["weights"])
-        self._cumulative = list(accumulate(self._weights))
+        self._update_cumulative()
         self.history = [(at, list(weights)) for at, weights in state["history"]]

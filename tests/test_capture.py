@@ -296,3 +296,25 @@ def test_router_returning_plain_logits_fails_clearly():
         model(torch.tensor([[5, 6, 7]]))
     assert "'model.layers.0.mlp.shared_expert_gate' (Linear) returned a torch.float32 tensor" in str(error.value)
     assert "selected expert indices" in str(error.value)
+
+
+def test_histograms_per_dataset_equal_one_masked_histogram_per_dataset():
+    """One packed batch of three datasets, counted per dataset in one call, against a masked histogram() per
+    dataset over the same forward; tokens with id -1 (padding) and ids >= the number of datasets count nowhere."""
+    model = tiny_moe("qwen3_moe")
+    routers = find_routers(model)
+    generator = torch.Generator().manual_seed(5)
+    input_ids = torch.randint(3, 100, (3, 12), generator=generator)
+    dataset_ids = torch.randint(-1, 3, (3, 12), generator=generator)
+    dataset_ids[0, :3] = 7  # out of range: dropped
+    with torch.no_grad(), RoutingCapture(routers) as capture:
+        model(input_ids, use_cache=False)
+        together = capture.histograms(dataset_ids, 3)
+        expected = []
+        for d in range(3):
+            model(input_ids, use_cache=False)
+            expected.append(capture.histogram(dataset_ids == d))
+    assert together.shape == (3, 2, 4) and together.dtype == torch.int64
+    assert torch.equal(together, torch.stack(expected))
+    assert together.sum().item() == int(((dataset_ids >= 0) & (dataset_ids < 3)).sum()) * 2 * TOP_K
+    assert together.sum(dim=(1, 2)).tolist() != [0, 0, 0] and len(set(together.sum(dim=(1, 2)).tolist())) > 1

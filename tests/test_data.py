@@ -171,3 +171,37 @@ def test_tokenising_ahead_changes_no_batch_and_no_count(tokenizer):
         assert a_trained == b_trained and all(torch.equal(a[key], b[key]) for key in a)
     assert ahead_stream.truncated == plain_stream.truncated and sum(plain_stream.truncated.values()) > 0
     assert len(ahead_stream._cache) > len(plain_stream._cache)  # it did tokenise ahead
+
+
+def test_batches_carry_each_tokens_dataset_and_count_drawn_tokens(tokenizer):
+    train_set, _ = sources.load_train_dev(REPO / "data" / "demo")
+    sizes = {name: len(conversations) for name, conversations in train_set.items()}
+    sampler = MixtureSampler(sizes, {name: 1.0 for name in sizes}, seed=2)
+    drawn = []
+
+    def draw():
+        drawn.append(sampler.draw())
+        return drawn[-1]
+
+    stream = data.PackedStream(draw, train_set, tokenizer, 128, 4, sampler.upcoming)
+    for _ in range(5):
+        batch, trained = stream.next_batch()
+        ids = batch["dataset_ids"]
+        assert torch.equal(ids >= 0, batch["token_mask"])  # -1 exactly at padding
+        # each example's tokens carry its dataset: a block of position_ids 0, 1, ... has one dataset id
+        starts = (batch["position_ids"] == 0) & batch["token_mask"]
+        for row in range(ids.shape[0]):
+            blocks = torch.cumsum(starts[row].long(), 0)
+            for block in blocks[batch["token_mask"][row]].unique():
+                assert len(ids[row][(blocks == block) & batch["token_mask"][row]].unique()) == 1
+        # assistant tokens per dataset, counted from the ids, equal what next_batch reports
+        names = sorted(sizes)
+        counted = {names[i]: int(((ids == i) & (batch["labels"] != data.IGNORE_INDEX)).sum()) for i in range(len(names))}
+        assert {k: v for k, v in counted.items() if v} == dict(trained)
+    lengths = {name: sum(len(stream.example(n, i).input_ids) for n, i in drawn if n == name) for name in sizes}
+    assert dict(stream.drawn_tokens) == {k: v for k, v in lengths.items() if v}
+    restored = data.PackedStream(draw, train_set, tokenizer, 128, 4)
+    restored.load_state_dict(json.loads(json.dumps(stream.state_dict())))
+    assert restored.drawn_tokens == stream.drawn_tokens and restored.pending == stream.pending
+    # the fixed probe batches have no dataset ids: one dataset per batch
+    assert "dataset_ids" not in data.collate_packed([[stream.example(*drawn[0])]], 256, tokenizer.pad_token_id)

@@ -4,14 +4,21 @@ import json
 import math
 
 import pytest
+import torch
 
+import mixture
 from mixture import (
     RANDOM_BATCH_EPS,
     STRATEGIES,
+    Mixture,
+    Rule,
+    Usage,
+    cap_weights,
     initial_weights,
     load_ref_loss,
     next_weights,
     refloss_delta,
+    update_weights,
 )
 
 NAMES = ["alpaca", "code", "math", "chat"]
@@ -142,3 +149,148 @@ def test_load_ref_loss(tmp_path):
     path.write_text(json.dumps({"alpaca": 1.5, "code": -0.5, "math": 2.0, "chat": 1.0}))
     with pytest.raises(ValueError, match=r"ref.json has negative losses for \['code'\]"):
         load_ref_loss(path, NAMES)
+
+
+# --------------------------------------------------------------------------------------------------
+# The update rules: the paper's, and the anchored one that does not collapse
+
+
+def test_paper_rule_is_update_weights_and_compounds_to_one_dataset():
+    """The paper's rule, applied n times with the same delta, is one step with n * delta: a dataset that stays the most
+    distinct by 0.1 takes everything but the floor within a few probes (the collapse of issue 13)."""
+    rule, delta, start = Rule.paper(eta=10.0, c=0.0), [0.3, 0.2, 0.2, 0.2], [0.25] * 4
+    mix = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), start, rule)
+    usage = Usage([0] * 4, [0] * 4, 0.0)
+    for n in range(1, 6):
+        weights = mix.update(n, delta, usage)["weights_after"]
+        expected = update_weights(start, [n * d for d in delta], eta=10.0, c=0.0).tolist()
+        assert weights == pytest.approx(expected, abs=1e-12)
+    assert weights[0] == pytest.approx(math.exp(5) / (math.exp(5) + 3), abs=1e-12)  # 0.98 after 5 probes
+    assert mix.signal == delta  # no scaling, no average: delta itself
+
+
+def test_anchored_rule_hand_computed():
+    # scale std: delta [0.4, 0.1, 0.1, 0.2] has mean 0.2 and std sqrt((0.04 + 0.01 + 0.01 + 0) / 4) = sqrt(0.015),
+    # so d = [0.2, -0.1, -0.1, 0] / 0.1224744871 = [1.6329931619, -0.8164965809, -0.8164965809, 0].
+    rule = Rule(eta=0.5, c=0.2, scale="std", ema=0.5, pull=1.0)
+    first = rule.signal([0.4, 0.1, 0.1, 0.2], None)
+    assert first == pytest.approx([1.6329931619, -0.8164965809, -0.8164965809, 0.0], abs=1e-9)
+    # the second probe's d = [0, 0, 0, 0] (all equal: std 0) halves e
+    second = rule.signal([0.3, 0.3, 0.3, 0.3], first)
+    assert second == pytest.approx([0.8164965809, -0.4082482905, -0.4082482905, 0.0], abs=1e-9)
+    # pull 1: w = 0.8 softmax(log w0 + 0.5 e) + 0.2 / 4, whatever the current weights; with w0 uniform
+    # softmax(0.5 e) = exp([0.408248, -0.204124, -0.204124, 0]) / (1.504177 + 2 * 0.815355 + 1) = 0.363777, 0.197189, 0.197189, 0.241844
+    weights = rule.apply([0.7, 0.1, 0.1, 0.1], second, [0.25] * 4)
+    assert weights == pytest.approx([0.8 * 0.363777 + 0.05, 0.8 * 0.197189 + 0.05, 0.8 * 0.197189 + 0.05,
+                                     0.8 * 0.241844 + 0.05], abs=1e-6)
+    assert weights == pytest.approx(rule.apply([0.25] * 4, second, [0.25] * 4), abs=1e-15)  # memoryless
+
+
+def test_anchored_rule_is_free_of_the_scale_of_delta():
+    rule = Rule(eta=0.5, c=0.05, scale="std", ema=0.3, pull=0.5)
+    deltas = [[0.4, 0.1, 0.1, 0.2], [0.3, 0.1, 0.2, 0.2], [0.35, 0.15, 0.1, 0.2]]
+    runs = []
+    for scale, shift in ((1.0, 0.0), (0.01, 0.0), (7.0, 3.0)):
+        mix = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.4, 0.3, 0.2, 0.1], rule)
+        runs.append([w for p, delta in enumerate(deltas)
+                     for w in mix.update(p, [scale * d + shift for d in delta], Usage([0] * 4, [0] * 4, 0.0))["weights_after"]])
+    assert runs[1] == pytest.approx(runs[0], abs=1e-12) and runs[2] == pytest.approx(runs[0], abs=1e-12)
+    paper = [Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, Rule.paper()) for _ in range(2)]
+    assert paper[0].update(0, deltas[0], Usage([0] * 4, [0] * 4, 0.0))["weights_after"] != pytest.approx(
+        paper[1].update(0, [0.01 * d for d in deltas[0]], Usage([0] * 4, [0] * 4, 0.0))["weights_after"])
+
+
+def test_pull_settles_where_the_paper_rule_runs_off():
+    """Under a steady delta, pull p settles at softmax(log w0 + eta / p * delta); the paper's rule (p = 0) does not."""
+    w0, delta = [0.4, 0.3, 0.2, 0.1], [0.3, 0.2, 0.2, 0.25]
+    settled = Rule(eta=2.0, c=0.0, pull=0.25)
+    weights = list(w0)
+    for _ in range(200):
+        weights = settled.apply(weights, delta, w0)
+    expected = torch.softmax(torch.log(torch.tensor(w0, dtype=torch.float64)) + 2.0 / 0.25 * torch.tensor(delta, dtype=torch.float64), 0)
+    assert weights == pytest.approx(expected.tolist(), abs=1e-9)
+    weights = list(w0)
+    for _ in range(200):
+        weights = Rule.paper(eta=2.0, c=0.0).apply(weights, delta, w0)
+    assert weights[0] > 0.999
+
+
+def test_rule_rejects_bad_settings():
+    with pytest.raises(ValueError, match="scale"):
+        Rule(scale="max")
+    with pytest.raises(ValueError, match="pull"):
+        Rule(pull=1.5)
+    with pytest.raises(ValueError, match="ema 1"):
+        Rule(ema=1.0)
+
+
+def test_mixture_state_dict_continues_exactly():
+    """A Mixture rebuilt from its state_dict (through JSON, as checkpoints store it) continues bitwise."""
+    rule = Rule(eta=0.7, c=0.05, scale="std", ema=0.6, pull=0.3)
+    deltas = [[0.1 * i + 0.03 * p, 0.2, 0.05 * p, 0.3 - 0.01 * i] for p in range(6) for i in range(1)]
+    usage = Usage([0] * 4, [0] * 4, 0.0)
+    reference = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, rule)
+    expected = [reference.update(p, d, usage)["weights_after"] for p, d in enumerate(deltas)]
+    first = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, rule)
+    got = [first.update(p, d, usage)["weights_after"] for p, d in enumerate(deltas[:3])]
+    resumed = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, rule)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    got += [resumed.update(p, d, usage)["weights_after"] for p, d in enumerate(deltas[3:], start=3)]
+    assert got == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# The repetition cap
+
+
+def test_cap_weights_caps_and_gives_the_excess_to_the_others_in_proportion():
+    # Every example 10 tokens, 1000 tokens ahead: weights are draws out of 100. Dataset 0 would take 70 but has room
+    # for 40; the 30 left over go to the others in proportion to 0.1 : 0.1 : 0.1 -> 20 each.
+    weights, capped = cap_weights([0.7, 0.1, 0.1, 0.1], room=[40, 100, 100, 100], lengths=[10] * 4, tokens_ahead=1000)
+    assert weights == pytest.approx([0.4, 0.2, 0.2, 0.2], abs=1e-12) and capped == [True, False, False, False]
+    # Unequal lengths: the weight is per example, the room per example, the run's budget in tokens. Dataset 0's
+    # examples are 20 tokens: at [0.7, 0.1, 0.1, 0.1] a draw averages 0.7*20 + 0.3*10 = 17 tokens, so 1000 tokens
+    # draw 1000 * 0.7 / 17 = 41.2 of dataset 0 > its room 30. Capped, dataset 0 takes 30 * 20 = 600 tokens; the other
+    # 400 tokens draw 40 examples, split 0.1 : 0.1 : 0.1. Weights: 30 : 13.33 : 13.33 : 13.33 of 70 draws.
+    weights, capped = cap_weights([0.7, 0.1, 0.1, 0.1], room=[30, 100, 100, 100], lengths=[20, 10, 10, 10],
+                                  tokens_ahead=1000)
+    assert weights == pytest.approx([30 / 70, 40 / 3 / 70, 40 / 3 / 70, 40 / 3 / 70], abs=1e-12)
+    # Nothing exceeds: unchanged (normalised).
+    assert cap_weights([2, 1, 1], [100, 100, 100], [10, 10, 10], 1000) == (pytest.approx([0.5, 0.25, 0.25]), [False] * 3)
+
+
+def test_cap_weights_caps_in_rounds_and_says_when_nothing_fits():
+    # Room 40 for dataset 0, 25 for dataset 1, 1000 tokens of 10 each (100 draws). Capping 0 hands 1 a share of
+    # 60 * 0.3 / 0.6 = 30 > 25, so 1 is capped too; 2 and 3 share the last 35 equally.
+    weights, capped = cap_weights([0.4 + 0.2, 0.2, 0.1, 0.1], [40, 25, 100, 100], [10] * 4, 1000)
+    assert capped == [True, True, False, False]
+    assert weights == pytest.approx([0.40, 0.25, 0.175, 0.175], abs=1e-12)
+    # All four together hold 90 draws of the 100 needed: every dataset capped, weights in proportion to the rooms.
+    weights, capped = cap_weights([0.25] * 4, [30, 30, 20, 10], [10] * 4, 1000)
+    assert capped == [True] * 4 and weights == pytest.approx([3 / 9, 3 / 9, 2 / 9, 1 / 9])
+    # A one-hot weight whose dataset is capped: the others have weight 0, so they fill by their room.
+    weights, capped = cap_weights([1.0, 0.0, 0.0], [50, 100, 300], [10] * 3, 1000)
+    assert capped == [True, False, False] and weights == pytest.approx([0.5, 0.125, 0.375])
+
+
+def test_mixture_cap_plans_from_what_was_drawn():
+    sizes = {"alpaca": 100, "code": 1000, "math": 1000, "chat": 1000}
+    mix = Mixture("static", NAMES, sizes, [0.25] * 4, Rule.paper(), max_epochs=2.0, prior=[(500, 10)] * 4)
+    # Before any draw: 100 steps of 1000 tokens; the prior says 50 tokens per example, so 2000 draws, 500 each;
+    # alpaca's 100 examples would be seen 5 times. Capped at 2 epochs = 200 draws; the others take 600 each.
+    start = mix.start(Usage.at(0, 100, [0] * 4, [0] * 4, tokens_per_step=1000))
+    assert start["planned_epochs_initial"] == pytest.approx([5.0, 0.5, 0.5, 0.5])
+    assert start["capped"] == ["alpaca"] and start["planned_epochs"] == pytest.approx([2.0, 0.6, 0.6, 0.6])
+    assert start["weights_after"] == pytest.approx([0.1, 0.3, 0.3, 0.3])
+    # Halfway: 50 steps drew 40,000 tokens (800 per step, not 1000), alpaca 150 examples of 100 tokens (the prior
+    # of 10 examples x 50 tokens is counted with them: 15,500 / 160 = 96.875). Its room: 200 - 150 = 50 examples.
+    usage = Usage.at(50, 100, [150, 300, 300, 300], [15_000, 8_333, 8_333, 8_334], tokens_per_step=1000)
+    assert usage.tokens_ahead == pytest.approx(50 * 40_000 / 50)
+    update = mix.update(2, None, usage)
+    assert update["weights_proposed"] == [0.25] * 4 and update["capped"] == ["alpaca"]
+    assert update["planned_epochs"][0] == pytest.approx(2.0, abs=1e-12)
+    assert update["epochs_drawn"] == pytest.approx([1.5, 0.3, 0.3, 0.3])
+    others = update["weights_after"][1:]
+    assert others == pytest.approx([others[0]] * 3, rel=1e-12) and update["weights_after"][0] < 0.1
+    assert mixture.max_draws(sizes, 2.0, world=3) == {"alpaca": 66, "code": 666, "math": 666, "chat": 666}
+    assert mixture.max_draws(sizes, None) is None

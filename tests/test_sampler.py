@@ -61,3 +61,39 @@ def test_ranks_draw_different_streams():
 def test_empty_dataset_is_an_error():
     with pytest.raises(ValueError, match="reasoning"):
         MixtureSampler({"code": 3, "reasoning": 0}, {"code": 1, "reasoning": 1})
+
+
+def test_max_draws_stops_a_dataset_and_the_others_keep_their_ratio():
+    weights = {"code": 0.1, "math": 0.2, "explain": 0.6, "reasoning": 0.1}
+    limits = {"code": 10_000, "math": 10_000, "explain": 40, "reasoning": 10_000}  # explain: 2 passes of 20
+    sampler = MixtureSampler(SIZES, weights, seed=4, max_draws=limits)
+    draws = [sampler.draw()[0] for _ in range(6000)]
+    assert sampler.drawn["explain"] == 40 and sampler.used_up == ["explain"]
+    assert sampler.drawn == dict(Counter(draws)) and sum(sampler.drawn.values()) == sampler.draws == 6000
+    last_explain = max(i for i, name in enumerate(draws) if name == "explain")
+    after = Counter(draws[last_explain + 1 :])
+    n = sum(after.values())
+    rest = {"code": 0.25, "math": 0.5, "reasoning": 0.25}  # 0.1 : 0.2 : 0.1 of what is left
+    chi2 = sum((after[name] - n * w) ** 2 / (n * w) for name, w in rest.items())
+    assert n > 5000 and chi2 < 13.82  # chi-square critical value, 2 degrees of freedom, p = 0.001
+    # the limit holds through a resume, and new weights do not lift it
+    state = sampler.state_dict()
+    resumed = MixtureSampler(SIZES, weights, seed=0, max_draws=limits)
+    resumed.load_state_dict(state)
+    resumed.set_weights({"code": 0.0, "math": 0.0, "explain": 1.0, "reasoning": 1e-9})
+    assert {resumed.draw()[0] for _ in range(200)} == {"reasoning"}
+
+
+def test_max_draws_everything_used_up_is_an_error():
+    sampler = MixtureSampler({"a": 3, "b": 2}, {"a": 1.0, "b": 1.0}, max_draws={"a": 3, "b": 2})
+    assert sorted(sampler.draw()[0] for _ in range(5)) == ["a", "a", "a", "b", "b"]
+    with pytest.raises(ValueError, match="--max-epochs"):
+        sampler.draw()
+
+
+def test_no_limit_draws_what_it_drew_before():
+    """The limit's bookkeeping changes nothing when it never binds: the same draws as without it."""
+    weights = {"code": 0.4, "math": 0.3, "explain": 0.2, "reasoning": 0.1}
+    plain = MixtureSampler(SIZES, weights, seed=9)
+    limited = MixtureSampler(SIZES, weights, seed=9, max_draws=dict.fromkeys(SIZES, 10**9))
+    assert [plain.draw() for _ in range(3000)] == [limited.draw() for _ in range(3000)]

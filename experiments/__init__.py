@@ -1,0 +1,1 @@
+"""Experiments that compare weighting strategies across seeds (`python -m experiments.compare --help`)."""
