@@ -24,6 +24,10 @@ class Args:
     """Allow the model's own Python code from the hub. Off unless you trust the model's authors."""
     router_pattern: str | None = None
     """Regex on module names that finds the routers of a model routemix does not recognise."""
+    chat_template: str | None = None
+    """Chat template for a model whose tokenizer has none (the paper's LLaMA-MoE and MoLM, most base models):
+    `vicuna` (FastChat's vicuna_v1.1, the paper's format), `chatml`, or a Jinja file. Default: the model's own.
+    Saved with the tokenizer in `final/`."""
 
     # --- optimisation
     max_steps: int = 300

@@ -41,7 +41,7 @@ import distributed  # noqa: E402
 import mixture  # noqa: E402
 import routing  # noqa: E402
 import sources  # noqa: E402
-from models import TargetHead, load_model  # noqa: E402
+from models import TargetHead, load_model, load_tokenizer  # noqa: E402
 from run_folder import RunLog, write_atomic  # noqa: E402
 from sampler import MixtureSampler  # noqa: E402
 
@@ -237,8 +237,15 @@ def main(args: Args) -> None:
     set_seed(args.seed)
     out, is_main = args.out, accelerator.is_main_process
 
-    # --- data first: a bad record stops the run before a large model spends minutes loading
+    # --- tokenizer and data first: a missing chat template or a bad record stops the run before a large
+    # model spends minutes loading; every record is rendered once (`check_renders`), on every rank alike
+    tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
     train_sets, dev_sets = sources.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=(stats := {}))
+    unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
+    train_sets = data.check_renders(tokenizer, train_sets, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
+    dev_sets = data.check_renders(tokenizer, dev_sets, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])
+    if any(unrendered.values()) and is_main:
+        print(f"skipped records the chat template cannot render: {unrendered}")
     names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
     if (skipped := {name: dict(counts) for name, counts in stats.items() if counts}) and is_main:
         print(f"skipped records: {skipped}")
@@ -255,8 +262,8 @@ def main(args: Args) -> None:
         write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
 
     # --- model and routers; hooks go on before `prepare`, so that every wrapper passes through them
-    model, tokenizer = load_model(args.model, device=accelerator.device, seed=args.seed,
-                                  trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
+    model, _ = load_model(args.model, device=accelerator.device, seed=args.seed, tokenizer=tokenizer,
+                          trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
     routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
     if args.freeze_router:
         routing.freeze_routers(model, routers)

@@ -3,15 +3,20 @@ render conversations prefix-wise."""
 
 import hashlib
 import json
+import shutil
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 import data
 import sources
-from launch import REPO
-from models import TINY_DIR, load_tokenizer, templates
+from eval.generation import chat_prompt, load_checkpoint
+from launch import REPO, TINY_RUN, run_train
+from models import TINY_DIR, load_tokenizer, templates, tiny_config
 
 TEST_TEMPLATES = REPO / "tests" / "fixtures" / "templates"
 VICUNA_SYSTEM = (
@@ -202,3 +207,49 @@ def test_chatml_is_refused_for_a_tokenizer_without_its_tokens(tmp_path):
     with pytest.raises(ValueError, match=r"no <\|im_start\|> or <\|im_end\|> token.*use --chat-template vicuna \(ends turns with the tokenizer's eos '</s>'\)"):
         load_tokenizer(str(tmp_path), chat_template="chatml")
     assert load_tokenizer(str(tmp_path), chat_template="vicuna").pad_token == "</s>"
+
+
+# --------------------------------------------------------------------------- train.py on a base model
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    """A local model folder as base models ship it: weights, config and a tokenizer without a chat template."""
+    folder = tmp_path_factory.mktemp("base_model")
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_train_on_a_model_without_a_template_stops_before_its_weights_naming_the_flag(base_model, tmp_path):
+    # unreadable weights: if train.py loaded them before looking at the template, it would fail on them instead
+    broken = tmp_path / "broken"
+    shutil.copytree(base_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    start = time.perf_counter()
+    result = run_train(tmp_path / "run", "--model", str(broken), *TINY_RUN, "--max-steps", "2")
+    print(f"stopped after {time.perf_counter() - start:.1f} s")
+    assert result.returncode != 0
+    assert "has no chat template" in result.stderr and "--chat-template with a built-in (chatml, vicuna;" in result.stderr
+    assert "safetensors" not in result.stderr.lower()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("template", ["chatml", "vicuna", "qwen3_style"])
+def test_train_with_a_chat_template_saves_it_with_the_model(base_model, tmp_path, template):
+    """Trains on the demo data (its reasoning set has two-turn records, which the Qwen3-style template
+    does not render prefix-wise); final/ holds the template used, and evaluation loads it from there."""
+    flag = str(TEST_TEMPLATES / "qwen3_style.jinja") if template == "qwen3_style" else template
+    out = tmp_path / "run"
+    result = run_train(out, "--model", str(base_model), "--chat-template", flag, *TINY_RUN,
+                       "--max-steps", "2", "--probe-every", "2", "--save-every", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    used = Path(flag).read_text() if template == "qwen3_style" else templates.BUILTIN[template].read_text()
+    model, tokenizer = load_checkpoint(out / "final")
+    assert tokenizer.chat_template == used
+    assert isinstance(model, torch.nn.Module)
+    prompt = chat_prompt(tokenizer, [{"role": "user", "content": "What is 2 + 2?"}])
+    assert prompt.endswith("ASSISTANT:" if template == "vicuna" else "<|im_start|>assistant\n")
