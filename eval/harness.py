@@ -69,6 +69,8 @@ class Args:
     """Only the first N examples of each task (a fraction if < 1); scores are then not comparable."""
     apply_chat_template: bool = False
     """Render prompts with the checkpoint's chat template (few-shot examples as turns)."""
+    mbpp_problems: Path | None = None
+    """The mbpp task's problems from a local JSONL file (eval.mbpp's --problems) instead of the hub's test split."""
     max_length: int | None = None
     """Longest context in tokens; None: lm-eval reads it from the model config."""
     out: Path | None = None
@@ -93,10 +95,10 @@ def lm_eval_tasks(names: tuple[str, ...]) -> list[str]:
 
 
 def mbpp_args(args: Args) -> mbpp.Args:
-    """eval.mbpp's settings for a harness run: the same checkpoint, output, limit and batch size; chat mode
-    with --apply-chat-template; --num-fewshot shots (default 3)."""
+    """eval.mbpp's settings for a harness run: the same checkpoint, output, limit and batch size; --mbpp-problems;
+    chat mode with --apply-chat-template; --num-fewshot shots (default 3)."""
     return mbpp.Args(
-        checkpoint=args.checkpoint, mode="chat" if args.apply_chat_template else "completion",
+        checkpoint=args.checkpoint, problems=args.mbpp_problems, mode="chat" if args.apply_chat_template else "completion",
         shots=3 if args.num_fewshot is None else args.num_fewshot, batch_size=args.batch_size, limit=args.limit,
         out=args.out, run_name=args.run_name, seed=args.seed, trust_remote_code=args.trust_remote_code,
     )
