@@ -62,7 +62,9 @@ class Args:
     """How sampling weights change each period: `dynamic` (routing redundancy, the paper), `static`, `refloss`
     (dev loss minus a reference loss, DoReMi-style), `random`, `random-batch` (one dataset per period), `cycle`."""
     init_weights: str = "uniform"
-    """Initial sampling weights: `uniform`, `size` (proportional to train size) or a JSON file {"name": weight}."""
+    """Initial sampling weights: `uniform`, `size` (proportional to train size), `embedding` (from the datasets' mean
+    sentence embeddings with the --distance/--agg/--eta/--c rule, the paper's SentEmb; `embedding:<sentence-transformers
+    id or path>` for another encoder; needs requirements-embeddings.txt) or a JSON file {"name": weight}."""
     probe_every: int | None = None
     """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
     probe_batches: int | None = None

@@ -32,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
+from accelerate.utils import broadcast_object_list, set_seed  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import checkpoint  # noqa: E402
@@ -252,7 +252,9 @@ def main(args: Args) -> None:
     if len(names) < 3 and args.mix == "dynamic" and is_main:
         print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
               "(each dataset's redundancy is the same); use 3 or more")
-    weights = mixture.initial_weights(args.init_weights, names, sizes)
+    weights = mixture.initial_weights(args.init_weights, names, sizes, records=train_sets, distance=args.distance,
+                                      agg=args.agg, eta=args.eta, c=args.c)
+    weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
     resume_from = checkpoint.find(out, args.resume)
     accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it

@@ -17,6 +17,7 @@ import embeddings
 import mixture
 import sources
 from scripts import pseudo_domains
+from test_bad_input import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 WEATHER = [
@@ -85,6 +86,23 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
     by_hand = 0.95 * by_hand / by_hand.sum() + 0.05 / 3
     assert weights == pytest.approx(by_hand.tolist(), rel=1e-6)
     assert cos[names.index("weather"), names.index("weather_paraphrased")] > 0.9  # the paraphrases really are close
+
+
+@pytest.mark.parametrize("mix", ["static", "dynamic"])
+def test_train_starts_from_the_embedding_weights(paraphrase_data, tmp_path, mix):
+    """--mix static --init-weights embedding is the paper's SentEmb baseline, --mix dynamic its Dynamic from SentEmb."""
+    train = sources.load_split(paraphrase_data, "train")
+    names = sorted(train)
+    expected = mixture.initial_weights("embedding", names, {n: 5 for n in names}, records=train)
+    out = run_main(tmp_path, "--data", str(paraphrase_data), "--mix", mix, "--init-weights", "embedding",
+                   "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
+    (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    assert update["weights_before"] == pytest.approx(expected, rel=1e-9)
+    final = json.loads((out / "final" / "mixture_weights.json").read_text())
+    if mix == "static":
+        assert [final[n] for n in names] == pytest.approx(expected, rel=1e-9)
+    else:
+        assert [final[n] for n in names] != pytest.approx(expected, rel=1e-3)  # the first probe moved them
 
 
 def test_embedding_weights_need_records_and_name_a_missing_package():
