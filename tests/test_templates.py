@@ -5,7 +5,6 @@ import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ import sources
 from eval.generation import chat_prompt, load_checkpoint
 from launch import REPO, TINY_RUN, run_train
 from models import TINY_DIR, load_tokenizer, templates, tiny_config
+from sampler import MixtureSampler
 
 TEST_TEMPLATES = REPO / "tests" / "fixtures" / "templates"
 VICUNA_SYSTEM = (
@@ -72,6 +72,26 @@ def test_qwen3_style_template_labels_exactly_what_each_turn_writes():
     # each turn: its content and end-of-turn text; the last turn also the think block that the model writes there
     assert trained_pieces(tokenizer, example) == ["5<|im_end|>\n", "20<|im_end|>\n", "<think>\n20 - 1\n</think>\n\n19<|im_end|>\n"]
     assert tokenizer.decode(example.input_ids) == text
+
+
+def test_qwen3_style_template_trains_every_demo_record_through_the_stream():
+    """Every record of the demo data (the reasoning set has two-turn ones) through check_renders and the
+    packing stream, as train.py feeds them, labelled by the rule written out here for each record."""
+    tokenizer = tiny_tokenizer((TEST_TEMPLATES / "qwen3_style.jinja").read_text())
+    train, _ = sources.load_train_dev(REPO / "data" / "demo")
+    train = data.check_renders(tokenizer, train)
+    multi_turn = 0
+    for name in sorted(train):
+        for messages in train[name][:300]:
+            answers = [m["content"] for m in messages if m["role"] == "assistant"]
+            expected = [a + "<|im_end|>\n" for a in answers[:-1]] + ["<think>\n\n</think>\n\n" + answers[-1] + "<|im_end|>\n"]
+            assert trained_pieces(tokenizer, data.encode(tokenizer, messages, 4096)) == expected
+            multi_turn += len(answers) > 1
+    assert multi_turn > 20
+    sizes = {name: len(conversations) for name, conversations in train.items()}
+    sampler = MixtureSampler(sizes, {name: 1.0 for name in sizes}, seed=0)
+    stream = data.PackedStream(sampler.draw, train, tokenizer, 256, 4, sampler.upcoming)
+    assert all(sum(stream.next_batch()[1].values()) > 0 for _ in range(5))
 
 
 def test_prefix_wise_templates_label_bit_identically_to_before():
@@ -238,16 +258,14 @@ def test_train_on_a_model_without_a_template_stops_before_its_weights_naming_the
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("template", ["chatml", "vicuna", "qwen3_style"])
+@pytest.mark.parametrize("template", ["chatml", "vicuna"])
 def test_train_with_a_chat_template_saves_it_with_the_model(base_model, tmp_path, template):
-    """Trains on the demo data (its reasoning set has two-turn records, which the Qwen3-style template
-    does not render prefix-wise); final/ holds the template used, and evaluation loads it from there."""
-    flag = str(TEST_TEMPLATES / "qwen3_style.jinja") if template == "qwen3_style" else template
+    """Trains on the demo data; final/ holds the template used, and evaluation loads it from there."""
     out = tmp_path / "run"
-    result = run_train(out, "--model", str(base_model), "--chat-template", flag, *TINY_RUN,
+    result = run_train(out, "--model", str(base_model), "--chat-template", template, *TINY_RUN,
                        "--max-steps", "2", "--probe-every", "2", "--save-every", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    used = Path(flag).read_text() if template == "qwen3_style" else templates.BUILTIN[template].read_text()
+    used = templates.BUILTIN[template].read_text()
     model, tokenizer = load_checkpoint(out / "final")
     assert tokenizer.chat_template == used
     assert isinstance(model, torch.nn.Module)
