@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3MoeConfig
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3MoeConfig
 
 from models import attention, templates
 
@@ -94,11 +95,13 @@ def load_model(
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             name,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
+            **dequantized(config),
         )
     if experts_implementation is not None:
         model.set_experts_implementation(experts_implementation)
@@ -109,11 +112,70 @@ def load_model(
     return model, tokenizer
 
 
+def checkpoint_dtype(name: str, trust_remote_code: bool = False) -> torch.dtype:
+    """The dtype a checkpoint's weights are stored in (its config's `dtype`; float32 for "tiny" or when the
+    config names none). routemix exports the trained model in it."""
+    if name == "tiny":
+        return torch.float32
+    dtype = getattr(AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code), "dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def dequantized(config) -> dict:
+    """`from_pretrained` arguments that load a quantized checkpoint as trainable weights.
+
+    MXFP4 (GPT-OSS's published experts) has no backward: transformers' `Mxfp4Config(dequantize=True)`
+    unpacks the experts into the dtype being loaded (bf16 unless training keeps float32 masters) and
+    drops the quantization config, so the final export holds plain weights. Other quantizations load as
+    the checkpoint says (training them is refused by transformers or needs adapters).
+    """
+    quantization = getattr(config, "quantization_config", None)
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else getattr(quantization, "quant_method", None)
+    if str(getattr(method, "value", method)) != "mxfp4":
+        return {}
+    from transformers import Mxfp4Config
+
+    print("note: the checkpoint's MXFP4 experts are dequantized for training (MXFP4 has no backward); "
+          "the final model is saved unquantized")
+    keep = quantization.get("modules_to_not_convert") if isinstance(quantization, dict) else quantization.modules_to_not_convert
+    return {"quantization_config": Mxfp4Config(modules_to_not_convert=keep, dequantize=True)}
+
+
+LOSS_CHUNK_ELEMENTS = 2**26
+"""Logits upcast to float32 at a time by `cross_entropy_sum` (256 MB): a chunk of rows, not all of them."""
+
+
+def _chunk_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
+
+
+def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (float32) of `logits` (rows, vocab) against `targets` (rows,; -100 = no target).
+
+    float32 logits go to `cross_entropy` as they are. Lower-precision logits (bf16 training) are upcast
+    `LOSS_CHUNK_ELEMENTS` at a time, each chunk under activation checkpointing, so that neither the
+    upcast copy nor the float32 log-softmax that cross-entropy keeps for its backward ever exists for all
+    rows at once: at a 152k vocabulary that would be ~5 GB per micro-batch. The backward recomputes
+    each chunk's log-softmax.
+    """
+    if logits.dtype == torch.float32:
+        return _chunk_cross_entropy_sum(logits, targets)
+    rows = max(1, LOSS_CHUNK_ELEMENTS // logits.shape[-1])
+    recompute = torch.is_grad_enabled() and logits.requires_grad
+    total = torch.zeros((), dtype=torch.float32, device=logits.device)
+    for chunk, chunk_targets in zip(logits.split(rows), targets.split(rows)):
+        if recompute:
+            total = total + checkpoint(_chunk_cross_entropy_sum, chunk, chunk_targets, use_reentrant=False)
+        else:
+            total = total + _chunk_cross_entropy_sum(chunk, chunk_targets)
+    return total
+
+
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of next-token cross-entropies over positions whose target label is not IGNORE_INDEX (float32)."""
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
-    )
+    return cross_entropy_sum(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
 
 
 class TargetHead:
@@ -163,4 +225,4 @@ class TargetHead:
         """Summed next-token cross-entropy (float32) of `logits` from inside `on(labels)`."""
         if logits.dim() == 3:  # the model did not call its output-embedding module: full logits
             return token_loss_sum(logits, labels.to(logits.device))
-        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        return cross_entropy_sum(logits, targets)

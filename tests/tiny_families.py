@@ -61,3 +61,43 @@ def save_tiny(family: str, folder: Path, router_scale: float = 1.0, dtype: torch
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
     return folder
+
+
+FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4(shape: tuple[int, ...], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random MXFP4 data for a weight stored as `shape` = (experts, rows, columns), quantized along the columns in
+    blocks of 32 (the OCP microscaling format GPT-OSS ships): `(blocks uint8 (E, rows, columns/32, 16) with two
+    4-bit codes per byte, low nibble first; scales uint8 (E, rows, columns/32), exponent + 127; the values they
+    encode)`."""
+    *prefix, columns = shape
+    codes = torch.randint(0, 16, (*prefix, columns // 32, 32), generator=generator)
+    exponents = torch.randint(-4, 1, (*prefix, columns // 32), generator=generator)
+    values = FP4_VALUES[codes] * torch.exp2(exponents.float())[..., None]
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    return blocks, (exponents + 127).to(torch.uint8), values.reshape(shape)
+
+
+def save_tiny_mxfp4_gpt_oss(folder: Path) -> dict[str, torch.Tensor]:
+    """A tiny GPT-OSS checkpoint laid out as the published ones: bf16 weights, MXFP4 experts (`*_blocks`, `*_scales`)
+    and a `quantization_config`. Returns the expert weights it encodes, in the model's (experts, in, out) layout."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    save_tiny("gpt_oss", folder, dtype=torch.bfloat16)
+    weights = load_file(folder / "model.safetensors")
+    generator = torch.Generator().manual_seed(5)
+    expected = {}
+    for name in [n for n in weights if n.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+        num_experts, in_features, out_features = weights.pop(name).shape
+        blocks, scales, values = mxfp4((num_experts, out_features, in_features), generator)
+        weights[f"{name}_blocks"], weights[f"{name}_scales"] = blocks, scales
+        expected[name] = values.transpose(1, 2)  # stored (E, out, in); the model computes x @ (E, in, out)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return expected
