@@ -49,13 +49,17 @@ class Args:
     grad_accum: int = 1
     """Micro-batches per optimizer step (per process). The step's loss is the mean over all of its assistant tokens."""
     bf16: bool = False
-    """bf16 mixed precision (on GPUs that support it)."""
+    """bf16 mixed precision (on GPUs that support it). The weights load in bf16 where the engine keeps float32 master
+    weights itself (DeepSpeed; FSDP2 for a bf16 checkpoint), else in float32 under bf16 autocast (README: Memory)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward instead of keeping them (transformers' activation
+    checkpointing, on every engine): less memory, a slower step; the same losses and gradients."""
     attn_implementation: str | None = None
     """Attention kernel (default: flash_attention_2 on CUDA when flash-attn is installed, else sdpa)."""
     freeze_router: bool = True
     """Keep the router weights fixed, as in the paper, so routing stays a stable representation of the data."""
     aux_loss_coef: float = 0.0
-    """Weight of the model's MoE load-balancing loss (0 = off)."""
+    """Weight of the model's MoE load-balancing loss (0 = off), computed over real tokens only (padding never counts)."""
 
     # --- the mixture
     mix: Literal["dynamic", "static", "refloss", "random", "random-batch", "cycle"] = "dynamic"
@@ -99,7 +103,8 @@ class Args:
     skip_bad_records: bool = False
     """Skip malformed JSONL lines (counted and reported) instead of stopping."""
     skip_nonfinite: int = 0
-    """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first."""
+    """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first
+    (refused under DeepSpeed, whose optimizer step runs before the gradient norm is known)."""
     debug_checks: bool = False
     """Stop as soon as ranks drift apart: after every weight update all ranks must hold bitwise the same sampling
     weights, after every optimizer step the same parameters (when every rank holds them all: not under FSDP or

@@ -149,7 +149,7 @@ def enable_gradient_checkpointing(accelerator: Accelerator, model: torch.nn.Modu
     other gate noise (LLaMA-MoE), other sampled experts (ModuleFormer) and other dropout masks than the
     forward, and the gradients would belong to another forward than the loss.
     """
-    fsdp = accelerator.state.fsdp_plugin
+    fsdp = getattr(accelerator.state, "fsdp_plugin", None)  # set only under FSDP
     if fsdp is not None and fsdp.activation_checkpointing:
         raise SystemExit(
             "the accelerate config sets fsdp_activation_checkpointing: accelerate's checkpoint wrapper does not preserve the "

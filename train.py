@@ -27,6 +27,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -41,7 +42,9 @@ import distributed  # noqa: E402
 import mixture  # noqa: E402
 import routing  # noqa: E402
 import sources  # noqa: E402
-from models import TargetHead, load_model, load_tokenizer  # noqa: E402
+from models import TargetHead, checkpoint_dtype, load_model, load_tokenizer  # noqa: E402
+from models.export import save_final  # noqa: E402
+from models.families import BalanceLoss, moe_block_classes  # noqa: E402
 from run_folder import RunLog, write_atomic  # noqa: E402
 from sampler import MixtureSampler  # noqa: E402
 
@@ -169,9 +172,11 @@ def write_probe_weights(model, dev: DevProbe, sampler: MixtureSampler, args: Arg
 # One optimizer step's forward and backward
 
 
-def forward_backward(model, head: TargetHead, micro_batches: list[dict], accelerator: Accelerator, aux_loss_coef: float = 0.0):
+def forward_backward(model, head: TargetHead, micro_batches: list[dict], accelerator: Accelerator,
+                     balance: BalanceLoss | None = None, aux_loss_coef: float = 0.0):
     """Forward and backward over one optimizer step's micro-batches; returns `(summed token loss, tokens)`
-    over all ranks' micro-batches. The LM head runs only at positions with a target (`TargetHead`).
+    over all ranks' micro-batches. The LM head runs only at positions with a target (`TargetHead`); the
+    MoE balance loss (`balance`, weighted by `aux_loss_coef`) counts real tokens only.
 
     The loss of a step is the sum over all of its assistant tokens (every micro-batch, every rank)
     divided by their count, so micro-batches with more tokens weigh more. accelerate divides each
@@ -184,20 +189,20 @@ def forward_backward(model, head: TargetHead, micro_batches: list[dict], acceler
     for cpu_batch in micro_batches:
         batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in cpu_batch.items()}
         with accelerator.accumulate(model):
-            with head.on(cpu_batch["labels"], accelerator.device) as targets:
-                outputs = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                                output_router_logits=aux_loss_coef > 0)
+            balance_on = balance.on(cpu_batch["token_mask"]) if balance else nullcontext({})
+            with head.on(cpu_batch["labels"], accelerator.device) as targets, balance_on as extra:
+                outputs = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
             token_loss = head.loss_sum(outputs.logits, targets, batch["labels"])
             loss = token_loss * scale
-            if aux_loss_coef > 0:
-                loss = loss + aux_loss_coef * outputs.aux_loss
+            if balance:
+                loss = loss + aux_loss_coef * balance.value(outputs)
             accelerator.backward(loss)
             loss_sum += token_loss.detach()
     return loss_sum, global_tokens
 
 
 def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torch.Tensor, datasets: list,
-                           out: Path, is_main: bool) -> None:
+                           out: Path, is_main: bool, outcome: str) -> None:
     """A step whose loss or gradient is NaN/inf (the same on every rank after the gradient all-reduce) was not
     applied: stop, naming the step and its datasets, once more than `--skip-nonfinite` such steps happened."""
     names = sorted(set().union(*datasets))
@@ -205,20 +210,19 @@ def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torc
         last_good = checkpoint.complete_checkpoints(out)
         raise SystemExit(
             f"non-finite loss or gradient at step {step} (loss sum {float(loss_sum):.4g}, datasets in the step: "
-            f"{names}); stopped without updating the model or saving. Non-finite steps so far: {skipped} (allowed "
+            f"{names}); {outcome}. Non-finite steps so far: {skipped} (allowed "
             f"by --skip-nonfinite: {allowed}). Last good checkpoint: {last_good[-1] if last_good else 'none'}"
         )
     if is_main:
         print(f"warning: skipped non-finite step {step} ({skipped}/{allowed}), datasets {names}")
 
 
-def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, float], out: Path) -> Path:
-    """The trained model as `out/final`, loadable with `from_pretrained`, with its tokenizer and final weights."""
+def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, float], out: Path, dtype: torch.dtype) -> Path:
+    """The trained model as `out/final` in `dtype` (the checkpoint's own), loadable with `from_pretrained`, with its
+    tokenizer and final weights. Every rank takes part: FSDP2 and ZeRO-3 gather the shards (models/export.py)."""
     final = out / "final"
-    state_dict = accelerator.get_state_dict(model)  # every rank: FSDP and ZeRO-3 gather the shards here
+    save_final(accelerator, model, tokenizer, final, dtype)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(final)
         (final / "mixture_weights.json").write_text(json.dumps(weights, indent=2))
     return final
 
@@ -234,6 +238,7 @@ def main(args: Args) -> None:
         step_scheduler_with_optimizer=False,  # we step the LR schedule once per optimizer step ourselves
     )
     distributed.check_launch(accelerator)
+    distributed.check_skip_nonfinite(accelerator, args.skip_nonfinite)
     set_seed(args.seed)
     out, is_main = args.out, accelerator.is_main_process
 
@@ -264,12 +269,18 @@ def main(args: Args) -> None:
         write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
 
     # --- model and routers; hooks go on before `prepare`, so that every wrapper passes through them
+    export_dtype = checkpoint_dtype(args.model, args.trust_remote_code)  # the final model is saved in it
     model, _ = load_model(args.model, device=accelerator.device, seed=args.seed, tokenizer=tokenizer,
+                          dtype=distributed.weights_dtype(accelerator, args.bf16, export_dtype),
                           trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
     routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
     if args.freeze_router:
         routing.freeze_routers(model, routers)
     head = TargetHead(model)  # logits only where there is a target (BENCHMARKS.md: what it saves)
+    balance = BalanceLoss(model, args.router_pattern) if args.aux_loss_coef > 0 else None  # or stops: no such loss
+    if args.gradient_checkpointing:
+        distributed.enable_gradient_checkpointing(accelerator, model)
+    distributed.set_zero3_leaf_modules(accelerator, moe_block_classes(model, args.router_pattern))
     dev = DevProbe(make_probe_batches(dev_sets, tokenizer, args), head, routing.RoutingCapture(routers),
                    response_only=args.probe_tokens == "response")
     sampler = MixtureSampler(sizes, dict(zip(names, weights)), seed=args.seed, rank=accelerator.process_index)
@@ -281,6 +292,7 @@ def main(args: Args) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, args.max_steps))
     distributed.fill_deepspeed_auto_values(accelerator, args.micro_batch_size, args.max_grad_norm)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    distributed.drop_fp32_output_conversion(accelerator, model)  # bf16 logits stay bf16; the loss upcasts in chunks
 
     # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
     fingerprint, step, tokens_seen = run_fingerprint(args, sizes), 0, 0
@@ -307,14 +319,15 @@ def main(args: Args) -> None:
     while step < args.max_steps:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
-        loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, args.aux_loss_coef)
+        loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
         # DeepSpeed has clipped inside its step already and returns the norm as a float
         grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)
             skipped_nonfinite += 1
-            stop_or_skip_nonfinite(step + 1, skipped_nonfinite, args.skip_nonfinite, loss_sum, datasets, out, is_main)
+            stop_or_skip_nonfinite(step + 1, skipped_nonfinite, args.skip_nonfinite, loss_sum, datasets, out, is_main,
+                                   distributed.nonfinite_outcome(accelerator))
             continue
         optimizer.step()
         scheduler.step()
@@ -345,7 +358,7 @@ def main(args: Args) -> None:
                 "sampler": sampler.state_dict(), "stream": stream.state_dict()})
     progress.close()
 
-    final = export_final(accelerator, model, tokenizer, sampler.weights, out)
+    final = export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
     log.close()
     if is_main:
         truncated = dict(stream.truncated)
