@@ -299,3 +299,50 @@ def test_accelerate_configs_parse_and_deepspeed_auto_values_come_from_the_comman
             assert config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
         assert (plugin.offload_param_device == "cpu") == (name == "zero3_offload")
     distributed.fill_deepspeed_auto_values(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None)), 4, 0.5)  # no DeepSpeed: no-op
+
+
+# One optimizer step's forward and backward on 2 ranks, each with its own 4 of the same 8 packed rows (rows that
+# hold different numbers of assistant tokens): after DDP's all-reduce every rank must hold the gradient of the
+# whole batch, exactly what 1 process computes on all 8 rows, and so clips at the same norm.
+GRADIENTS = """
+import sys
+sys.path.insert(0, {repo!r})
+import torch
+from accelerate import Accelerator
+import routing, train
+from models import TargetHead, load_model
+from test_train import packed_batch
+
+accelerator = Accelerator(cpu=True)
+rank, world = accelerator.process_index, accelerator.num_processes
+model, tokenizer = load_model("tiny", seed=0)
+routing.freeze_routers(model, routing.find_routers(model))
+head = TargetHead(model)
+model = accelerator.prepare(model)
+batch = packed_batch(tokenizer)
+rows = 8 // world
+mine = {{key: value[rank * rows : (rank + 1) * rows] for key, value in batch.items()}}
+loss_sum, tokens = train.forward_backward(model, head, [mine], accelerator)
+norm = accelerator.clip_grad_norm_(model.parameters(), 1e9)
+if accelerator.is_main_process:
+    grads = {{name: p.grad for name, p in accelerator.unwrap_model(model).named_parameters() if p.grad is not None}}
+    torch.save({{"grads": grads, "norm": float(norm), "tokens": tokens}}, {out!r} + f"_{{world}}.pt")
+accelerator.end_training()
+"""
+
+
+def test_two_processes_give_the_gradients_of_one(tmp_path):
+    script = tmp_path / "gradients.py"
+    script.write_text(GRADIENTS.format(repo=str(REPO), out=str(tmp_path / "grads")))
+    env = {**ENV, "PYTHONPATH": str(REPO / "tests")}
+    for world in (1, 2):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--master_port",
+                   str(free_port()), str(script)]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f"grads_{world}.pt", weights_only=True) for world in (1, 2))
+    assert one["tokens"] == two["tokens"] > 0
+    assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 10
+    worst = max(((one["grads"][k] - two["grads"][k]).abs().max() / one["grads"][k].abs().max()).item() for k in one["grads"])
+    assert worst <= 1e-5
+    assert two["norm"] == pytest.approx(one["norm"], rel=1e-5)

@@ -1,6 +1,7 @@
 """The training loop: gradient accumulation equivalence, and a real `accelerate launch train.py` run."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,10 +9,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 import data
+import mixture
+import routing
 import sources
 import train
 from launch import REPO, run_train
 from models import TargetHead, load_model, token_loss_sum
+from test_bad_input import run_main
 
 
 def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[str, torch.Tensor]:
@@ -88,6 +92,7 @@ def test_gradient_accumulation_matches_one_big_batch():
 
 
 def test_smoke_run_as_users_launch_it(tmp_path):
+    """The default job, shortened: what lands in the run folder, and that each piece is what it claims to be."""
     out = tmp_path / "run"
     result = run_train(out, "--max-steps", "12", "--probe-every", "4", "--log-every", "2", "--save-every", "6", "--probe-batches", "1")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,13 +100,43 @@ def test_smoke_run_as_users_launch_it(tmp_path):
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
     assert metrics[-1]["loss"] < metrics[0]["loss"] - 0.5
     assert all(set(m) == {"step", "loss", "lr", "tokens", "tokens_per_s", "weights"} for m in metrics)
+    # linear warmup over ceil(3% of 12) = 1 step, then cosine decay from the peak (1e-3 for tiny) to 0 at step 12
+    for m in metrics:
+        assert m["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * (m["step"] - 1) / 11)), abs=1e-12)
+    assert metrics[-1]["lr"] == pytest.approx(0.0, abs=1e-15)
+
+    # every update is the paper's rule applied to the histograms it logged
     updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
     assert [u["step"] for u in updates] == [4, 8, 12]
-    assert updates[-1]["weights_after"] != updates[0]["weights_before"]
+    for u in updates:
+        delta = routing.redundancy(routing.representations(torch.tensor(u["histograms"]), u["layers"]), u["distance"], u["agg"])
+        assert u["delta"] == pytest.approx(delta.tolist(), abs=1e-12)
+        assert u["weights_after"] == pytest.approx(mixture.update_weights(u["weights_before"], delta, u["eta"], u["c"]).tolist(), abs=1e-12)
+        assert max(abs(a - b) for a, b in zip(u["weights_after"], u["weights_before"])) > 1e-3  # and it moved them
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["pairwise.png", "routing.png", "weights.png"]
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    names = updates[0]["names"]
+    assert set(events.Tags()["scalars"]) == {"losses/train", "charts/lr", "charts/tokens_per_s", "charts/grad_norm",
+                                             "charts/probe_seconds", *(f"mixture/weight_{n}" for n in names),
+                                             *(f"mixture/delta_{n}" for n in names), *(f"losses/dev_{n}" for n in names)}
+    assert [e.step for e in events.Scalars("losses/train")] == [2, 4, 6, 8, 10, 12]
+    assert [e.value for e in events.Scalars("losses/train")] == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
+    assert [e.value for e in events.Scalars(f"mixture/weight_{names[0]}")] == pytest.approx([u["weights_after"][0] for u in updates], rel=1e-6)
+    assert events.Tags()["images"] == ["mixture/routing"]
+
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # routers frozen (the default): bitwise the initial ones, while the experts trained
+    initial, _ = load_model("tiny", seed=0)
+    initial = initial.state_dict()
+    final = load_file(out / "final" / "model.safetensors")
+    routers = [name for name in final if name.endswith("mlp.gate.weight")]
+    assert len(routers) == 2 and all(torch.equal(final[name], initial[name]) for name in routers)
+    assert not torch.equal(final["lm_head.weight"], initial["lm_head.weight"])
 
     model = AutoModelForCausalLM.from_pretrained(out / "final")
     tokenizer = AutoTokenizer.from_pretrained(out / "final")
@@ -110,3 +145,14 @@ def test_smoke_run_as_users_launch_it(tmp_path):
     assert generated.shape[1] > prompt["input_ids"].shape[1]
     weights = json.loads((out / "final" / "mixture_weights.json").read_text())
     assert weights == pytest.approx(dict(zip(updates[-1]["names"], updates[-1]["weights_after"])))
+
+
+def test_no_freeze_router_trains_the_routers(tmp_path):
+    from safetensors.torch import load_file
+
+    out = run_main(tmp_path, "--max-steps", "2", "--probe-every", "2", "--no-freeze-router", "--out", str(tmp_path / "run"))
+    initial, _ = load_model("tiny", seed=0)
+    initial = initial.state_dict()
+    final = load_file(out / "final" / "model.safetensors")
+    routers = [name for name in final if name.endswith("mlp.gate.weight")]
+    assert len(routers) == 2 and not any(torch.equal(final[name], initial[name]) for name in routers)

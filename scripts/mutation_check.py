@@ -1,0 +1,135 @@
+"""Mutation check: put deliberate bugs into a copy of the code, one at a time, and make sure a test catches each.
+
+    python scripts/mutation_check.py              # every mutation in MUTATIONS
+    python scripts/mutation_check.py --only lr    # those whose name contains "lr"
+    python scripts/mutation_check.py --list
+
+Each mutation replaces one exact piece of source text (it must occur exactly once, or the mutation is
+reported as stale: the code moved on and the mutation must be updated) in a temporary copy of the
+repository, runs the tests that must catch it, and counts it caught when they fail. A surviving
+mutation means a bug of that kind could land unnoticed. Exit status 1 when any mutation survives or is
+stale. The copy is made once; each mutation is undone before the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    # --- the bugs that once passed the suite
+    Mutation("probe-tokens response counts the prompt", "train.py",
+             'batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX) if dev.response_only',
+             'batch["token_mask"] & (batch["labels"] == data.IGNORE_INDEX) if dev.response_only',
+             ("tests/test_probe.py",)),
+    Mutation("probe ignores --layers", "train.py",
+             "g = routing.representations(histograms, args.layers)",
+             'g = routing.representations(histograms, "last")',
+             ("tests/test_probe.py",)),
+    Mutation("--freeze-router does nothing", "routing.py",
+             "        router.requires_grad_(False)\n",
+             "        pass\n",
+             ("tests/test_train.py::test_smoke_run_as_users_launch_it",)),
+    Mutation("no cosine decay", "train.py",
+             "return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))",
+             "return 1.0",
+             ("tests/test_train.py::test_smoke_run_as_users_launch_it",)),
+    Mutation("probe dev loss over routed tokens", "train.py",
+             "n_loss += len(targets)",
+             "n_loss += int(mask.sum())",
+             ("tests/test_probe.py",)),
+    Mutation("probe forward without position_ids", "train.py",
+             'logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits',
+             'logits = model(input_ids=batch["input_ids"]).logits',
+             ("tests/test_probe.py",)),
+    Mutation("loss scale without x num_processes", "train.py",
+             "scale = accelerator.gradient_accumulation_steps * accelerator.num_processes / max(global_tokens, 1)",
+             "scale = accelerator.gradient_accumulation_steps / max(global_tokens, 1)",
+             ("tests/test_distributed.py::test_two_processes_give_the_gradients_of_one",)),
+    Mutation("redundancy includes j = i", "routing.py",
+             "others = matrix[~torch.eye(k, dtype=torch.bool)].reshape(k, k - 1)",
+             "others = matrix",
+             ("tests/test_routing.py",)),
+    Mutation("sampler ignores the weights", "sampler.py",
+             "name = self.names[min(bisect_right(self._cumulative, u), len(self.names) - 1)]",
+             "name = self.names[int(u / self._cumulative[-1] * len(self.names)) % len(self.names)]",
+             ("tests/test_sampler.py",)),
+]
+
+
+def copy_repository(target: Path) -> None:
+    """The tracked and untracked-but-not-ignored files of the repository (what a commit would hold)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def run(mutation: Mutation, copy: Path, timeout: int) -> tuple[str, float]:
+    """`caught`, `survived`, `stale` or `timeout`, and the seconds the tests took."""
+    path = copy / mutation.file
+    original = path.read_text()
+    if original.count(mutation.find) != 1:
+        return "stale", 0.0
+    path.write_text(original.replace(mutation.find, mutation.replace))
+    start = time.perf_counter()
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+                                cwd=copy, capture_output=True, text=True, timeout=timeout)
+        outcome = "survived" if result.returncode == 0 else "caught"
+        if result.returncode not in (0, 1):  # collection errors, usage errors: the tests did not run as meant
+            outcome = f"error (pytest exit {result.returncode})"
+    except subprocess.TimeoutExpired:
+        outcome = "timeout"
+    finally:
+        path.write_text(original)
+    return outcome, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="run the mutations whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="list the mutations and the tests that must catch them")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per mutation")
+    args = parser.parse_args()
+    mutations = [m for m in MUTATIONS if args.only is None or args.only in m.name]
+    if args.list:
+        for m in mutations:
+            print(f"{m.name}  [{m.file}]  <- {' '.join(m.tests)}")
+        return 0
+    outcomes = {}
+    with tempfile.TemporaryDirectory(prefix="routemix-mutants-") as folder:
+        copy = Path(folder)
+        copy_repository(copy)
+        for m in mutations:
+            outcome, seconds = run(m, copy, args.timeout)
+            outcomes[m.name] = outcome
+            print(f"{outcome:9s} {seconds:6.1f} s  {m.name}  [{m.file}]", flush=True)
+    bad = [name for name, outcome in outcomes.items() if outcome != "caught"]
+    print(f"\n{len(outcomes) - len(bad)} of {len(outcomes)} mutations caught" + (f"; not caught: {bad}" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
