@@ -149,8 +149,40 @@ def test_two_processes_stay_in_sync_and_resume_exactly(tmp_path, ddp_run):
     result = run_two(killed, *RUN)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoints/step_4 at step 4" in result.stdout
-
     assert_same_run(comparable(killed), expected)
+
+    # killed inside the step-8 save (both ranks' files written, the marker not yet): launched again, the
+    # incomplete checkpoint is removed and the run resumes from step 4
+    crashed = tmp_path / "crashed"
+    script = tmp_path / "crash_in_save.py"
+    script.write_text(CRASH_IN_SAVE.format(repo=str(REPO)))
+    command = launch_two(crashed, *RUN)
+    command[command.index("train.py")] = str(script)
+    subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    incomplete = crashed / "checkpoints" / "step_8"
+    assert sorted(p.name for p in incomplete.glob("routemix_state_*.json")) == ["routemix_state_0.json", "routemix_state_1.json"]
+    assert not (incomplete / "COMPLETE").exists() and not (crashed / "final").exists()
+    result = run_two(crashed, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"removing {incomplete}" in result.stdout and "checkpoints/step_4 at step 4" in result.stdout
+    assert_same_run(comparable(crashed), expected)
+
+
+# train.py on every rank, with the main process SIGKILLed just before it marks checkpoint step_8 complete
+CRASH_IN_SAVE = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+sys.argv[0] = "train.py"
+import tyro
+import checkpoint, train
+write_atomic = checkpoint.write_atomic
+def crash_before_marker(path, text):
+    if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_atomic(path, text)
+checkpoint.write_atomic = crash_before_marker
+train.main(tyro.cli(train.Args))
+"""
 
 
 # accelerate runs FSDP only on accelerators; this subclass switches its FSDP2 path on for gloo/CPU, so that

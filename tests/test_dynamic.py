@@ -83,3 +83,35 @@ def test_refloss_moves_weight_to_the_dataset_furthest_above_its_reference(tmp_pa
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["delta"] == pytest.approx([loss - ref for loss, ref in zip(update["dev_loss"], [0.0, 100.0, 100.0])])
     assert update["weights_after"][0] > 0.9
+
+
+def test_init_weights_size_starts_in_proportion_to_the_train_sizes(tmp_path):
+    folder = small_data(tmp_path / "data", per_dataset=40)
+    for name, size in (("a", 10), ("b", 20)):
+        part = folder / "train" / name / "part.jsonl"
+        part.write_text("\n".join(part.read_text().splitlines()[:size]) + "\n")
+    out = run_main(tmp_path, "--data", str(folder), "--mix", "static", "--init-weights", "size", "--max-steps", "2",
+                   "--probe-every", "2", "--out", str(tmp_path / "run"))
+    update = json.loads((out / "mixture.jsonl").read_text())
+    assert update["names"] == ["a", "b", "c"]
+    assert update["weights_before"] == pytest.approx([10 / 70, 20 / 70, 40 / 70], abs=1e-12)
+    assert update["weights_after"] == pytest.approx(update["weights_before"], abs=1e-12)  # static keeps them
+
+
+@pytest.mark.parametrize("mix", ["random", "random-batch"])
+def test_random_strategies_draw_new_weights_every_period_from_the_seed(tmp_path, mix):
+    folder = small_data(tmp_path / "data")
+
+    def weights(seed: int, run: str) -> list[list[float]]:
+        out = run_main(tmp_path, "--data", str(folder), "--mix", mix, "--max-steps", "4", "--probe-every", "1",
+                       "--seed", str(seed), "--out", str(tmp_path / run))
+        return [json.loads(line)["weights_after"] for line in (out / "mixture.jsonl").read_text().splitlines()]
+
+    first, again, other = weights(0, "first"), weights(0, "again"), weights(1, "other")
+    assert len(first) == 4 and first == again  # bitwise: (seed, period) decides
+    assert first != other
+    assert len({tuple(w) for w in first}) > 1  # new weights each period
+    for w in first:
+        assert sum(w) == pytest.approx(1.0, abs=1e-12) and min(w) > 0
+        if mix == "random-batch":  # one dataset takes (almost) everything
+            assert sorted(w) == pytest.approx([mixture.RANDOM_BATCH_EPS] * 2 + [1 - 2 * mixture.RANDOM_BATCH_EPS], abs=1e-12)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import torch
 from safetensors.torch import load_file
 
 from launch import ENV, REPO, TINY_RUN, launch_command, run_train
+from test_bad_input import run_main
 
 RUN = [*TINY_RUN, "--max-steps", "24", "--probe-every", "3", "--save-every", "4", "--seed", "7"]
 
@@ -88,3 +90,18 @@ def test_kill_after_checkpoint_and_in_save_resume_exactly(tmp_path):
     assert_same_run(expected, comparable(crashed))
     # only the newest --keep-checkpoints (2) complete checkpoints are kept
     assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == ["step_20", "step_24"]
+
+
+def test_resume_from_a_named_checkpoint_with_gradient_accumulation(tmp_path):
+    """`--resume <checkpoint>` continues that run into another folder; with 2 micro-batches per step it
+    reproduces the original run's steps after the checkpoint bitwise."""
+    flags = [*TINY_RUN, "--max-steps", "8", "--probe-every", "3", "--save-every", "4", "--grad-accum", "2", "--seed", "5"]
+    first = run_main(tmp_path, *flags, "--out", str(tmp_path / "first"))
+    second = run_main(tmp_path, *flags, "--out", str(tmp_path / "second"), "--resume", str(first / "checkpoints" / "step_4"))
+    expected_metrics, expected_updates, expected_weights, expected_model = comparable(first)
+    metrics, updates, weights, model = comparable(second)
+    assert [m["step"] for m in metrics] == [5, 6, 7, 8]
+    assert metrics == expected_metrics[4:]
+    assert updates == [u for u in expected_updates if u["step"] > 4] and [u["step"] for u in updates] == [6, 8]
+    assert weights == expected_weights
+    assert model.keys() == expected_model.keys() and all(torch.equal(model[k], expected_model[k]) for k in model)

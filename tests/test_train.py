@@ -94,7 +94,7 @@ def test_gradient_accumulation_matches_one_big_batch():
 def test_smoke_run_as_users_launch_it(tmp_path):
     """The default job, shortened: what lands in the run folder, and that each piece is what it claims to be."""
     out = tmp_path / "run"
-    result = run_train(out, "--max-steps", "12", "--probe-every", "4", "--log-every", "2", "--save-every", "6", "--probe-batches", "1")
+    result = run_train(out, "--max-steps", "12", "--probe-every", "5", "--log-every", "2", "--save-every", "5", "--probe-batches", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
@@ -107,7 +107,8 @@ def test_smoke_run_as_users_launch_it(tmp_path):
 
     # every update is the paper's rule applied to the histograms it logged
     updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
-    assert [u["step"] for u in updates] == [4, 8, 12]
+    assert [u["step"] for u in updates] == [5, 10, 12]  # the last step probes, logs and saves too
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_10", "step_12"]  # the newest 2 kept
     for u in updates:
         delta = routing.redundancy(routing.representations(torch.tensor(u["histograms"]), u["layers"]), u["distance"], u["agg"])
         assert u["delta"] == pytest.approx(delta.tolist(), abs=1e-12)
