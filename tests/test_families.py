@@ -8,9 +8,13 @@
   tokens alone, where the model's own loss (negative control) counts the padding.
 """
 
+import json
+import math
+
 import pytest
 import torch
 from tiny_families import FAMILIES, TRANSFORMERS_FAMILIES, save_tiny, tiny_model
+from transformers import AutoModelForCausalLM
 
 import data
 import routing
@@ -150,3 +154,52 @@ def test_zero3_leaf_modules_are_the_blocks_that_hold_routers_and_experts(family)
         block = next(m for m in model.modules() if type(m) is block_class)
         names = [name for name, _ in block.named_parameters()]
         assert any("expert" in name for name in names) and any("gate" in name or "router" in name for name in names)
+
+
+RUN_FAMILIES = ["gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"]
+
+
+@pytest.fixture(scope="module")
+def run_data(tmp_path_factory):
+    from test_bad_input import small_data
+
+    return small_data(tmp_path_factory.mktemp("data"), names=("code", "math", "prose"), per_dataset=24)
+
+
+@pytest.mark.parametrize("family", RUN_FAMILIES)
+def test_twenty_step_dynamic_run_of_a_local_checkpoint(family, tmp_path, run_data):
+    """`train.py --model <folder>` on a bf16 checkpoint of the family, as users launch it (in this process, for
+    speed): 20 dynamic-mixing steps with gradient checkpointing and the balance loss over real tokens (DeepSeek-V3
+    has none), two weight updates from the model's routing, and a bf16 `final/` that `from_pretrained` loads."""
+    from safetensors import safe_open
+
+    from test_bad_input import run_main
+
+    model_dir = save_tiny(family, tmp_path / "model", dtype=torch.bfloat16)
+    aux = [] if family == "deepseek_v3" else ["--aux-loss-coef", "0.01"]
+    out = run_main(tmp_path, "--model", str(model_dir), "--data", str(run_data), "--out", str(tmp_path / "run"),
+                   "--max-steps", "20", "--probe-every", "10", "--save-every", "20", "--seq-len", "96",
+                   "--micro-batch-size", "2", "--lr", "1e-3", "--gradient-checkpointing", *aux)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 21))
+    assert all(math.isfinite(m["loss"]) for m in metrics) and metrics[-1]["loss"] < metrics[0]["loss"]
+    updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    assert [u["step"] for u in updates] == [10, 20]
+    histograms = torch.tensor(updates[-1]["histograms"])  # (datasets, layers, experts)
+    assert histograms.shape[:2] == (3, 2) and (histograms.sum((1, 2)) > 0).all()
+    assert updates[-1]["weights_after"] != updates[0]["weights_before"]
+    final = out / "final"
+    for shard in final.glob("*.safetensors"):
+        with safe_open(shard, "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    loaded = AutoModelForCausalLM.from_pretrained(final)
+    assert type(loaded).__name__ == type(tiny_model(family)).__name__ and loaded.dtype == torch.bfloat16
+
+
+def test_balance_loss_is_refused_for_deepseek_v3(tmp_path, run_data):
+    from test_bad_input import run_main
+
+    model_dir = save_tiny("deepseek_v3", tmp_path / "model")
+    with pytest.raises(ValueError, match="DeepSeek-V3 balances with a score-correction bias"):
+        run_main(tmp_path, "--model", str(model_dir), "--data", str(run_data), "--out", str(tmp_path / "run"),
+                 "--max-steps", "1", "--aux-loss-coef", "0.01")
