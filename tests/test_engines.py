@@ -43,3 +43,26 @@ def test_skip_nonfinite_is_refused_under_deepspeed_and_the_stop_message_says_wha
     distributed.check_skip_nonfinite(ddp, 3)
     assert distributed.nonfinite_outcome(ddp) == "stopped without updating the model or saving"
     assert "optimizer step had already run inside the backward" in distributed.nonfinite_outcome(deepspeed)
+
+
+def test_gradient_checkpointing_under_fsdp2_gives_the_ddp_losses(tmp_path):
+    """FSDP2 (forced onto gloo, as in test_distributed.py) with --gradient-checkpointing: transformers checkpoints each
+    layer's forward with FSDP2's hooks outside it; the losses are DDP's without checkpointing."""
+    import subprocess
+    import sys
+
+    from test_distributed import ENV, FSDP2_ON_CPU, free_port, read_jsonl, run_two
+
+    steps = ["--micro-batch-size", "4", "--seq-len", "128", "--probe-batches", "1", "--max-steps", "4", "--probe-every", "4",
+             "--save-every", "4", "--log-every", "1", "--seed", "3"]
+    ddp = run_two(tmp_path / "ddp", *steps)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    script = tmp_path / "fsdp2_on_cpu.py"
+    script.write_text(FSDP2_ON_CPU.format(repo=str(REPO)))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/fsdp2.yaml", "--num_processes",
+               "2", "--main_process_port", str(free_port()), str(script), "--out", str(tmp_path / "fsdp2"), *steps,
+               "--gradient-checkpointing"]
+    fsdp2 = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert fsdp2.returncode == 0, fsdp2.stderr[-3000:]
+    expected = [m["loss"] for m in read_jsonl(tmp_path / "ddp" / "metrics.jsonl")]
+    assert [m["loss"] for m in read_jsonl(tmp_path / "fsdp2" / "metrics.jsonl")] == pytest.approx(expected, rel=1e-5)
