@@ -1,140 +1,714 @@
-"""Where records come from: dataset folders of JSONL files, read into named datasets of chat messages.
+"""Where records come from: folders, files, saved `datasets` datasets, hub ids and mixture files, read
+into named datasets of chat messages with a train and a dev split each.
 
-A dataset folder holds ``train/<name>/*.jsonl`` and ``dev/<name>.jsonl`` (or
-``dev/<name>/*.jsonl``); the dataset name is the folder or file stem. Each line
-is one record in any of three formats:
+`--data` is one of:
 
-- ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}],
-  "system_prompt": optional}``
-- OpenAI messages: ``{"messages": [{"role": "user"|"assistant"|"system", "content": ...}]}``
-- Alpaca: ``{"instruction": ..., "input": optional, "output": ...}``
+- a folder: ``train/<name>/`` (any files below it) or ``train/<name>.<ext>``, and the same names under
+  ``dev/``; the dataset name is the folder or file stem. Files are ``.jsonl``, ``.jsonl.gz``, ``.json``
+  (an array of records, or JSON lines) and ``.parquet``; a ``<name>`` folder may also be a saved
+  `datasets.Dataset` (`save_to_disk`), and ``train/`` or ``dev/`` a saved `DatasetDict` keyed by name.
+  Hidden entries (``.ipynb_checkpoints``, dotfiles) are ignored; any other file is an error.
+- a hub dataset id laid out the same way (the paper's ``Spico/dynamic-moe-sft-instructions``:
+  ``train/<name>/*.jsonl``, ``dev/<name>.jsonl``) or with one config per dataset; read with
+  `datasets.load_dataset`.
+- a mixture file (``.yaml``, ``.yml``, ``.json``) listing datasets by source, with field mappings, initial
+  weights and dev splits (`load_mixture_file`).
 
-Every record becomes a list of ``{"role", "content"}`` messages (`to_messages`); `data.py` renders
-them with the chat template, labels and packs them. No torch.
+A record is in any of these formats (``fields`` in a mixture file renames other shapes to them):
+
+- ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}], "system_prompt": optional}``
+- OpenAI messages: ``{"messages": [{"role": "system"|"user"|"assistant", "content": ...}]}``; content is a
+  string or a list of text parts, joined
+- Alpaca: ``{"instruction": ..., "input": optional, "output": ..., "system": optional, "history": optional}``
+
+Every usable record becomes a list of ``{"role", "content"}`` messages (`to_messages`), stored as JSON
+text in an Arrow table that `datasets` caches and memory-maps: every rank reads the same pages instead of
+holding its own Python copy, and a second start reads the cache. `Conversations` gives the messages of
+record i on demand. Records that cannot be used as they are written are skipped and counted per dataset
+and split (`Data.report`); malformed lines, non-text content and tool use stop the run with a message
+naming file, line and dataset, unless `skip_bad_records`. `data.py` renders, labels and packs. No torch.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
-from collections import Counter
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
 
 Messages = list[dict[str, str]]
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+ROLES = {**SHAREGPT_ROLES, "developer": "system"}  # OpenAI's newer name for the system role
+TOOL_ROLES = {"tool", "function", "ipython", "observation", "function_call"}
+TEXT_PARTS = {"text", "input_text", "output_text"}  # chat completions' and the Responses API's text parts
+FIELDS = ("messages", "conversations", "system_prompt", "system", "instruction", "input", "output", "history")
+"""What a mixture entry's `fields` can map a record's keys to."""
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
+DEV_SPLITS = ("dev", "validation", "valid", "val")
+"""Split names taken as a dataset's dev split when none is given."""
+SPLIT_DIRS = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
+"""Top-level folders of a hub dataset laid out like a data folder, and the split each holds."""
+SKIP_HINT = "pass --skip-bad-records to skip and count such records"
+_CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # a change here invalidates caches
+
 
 class DataError(ValueError):
-    """Bad input data; the message names the file, line or dataset."""
+    """Bad input data; the message names the file, line, dataset or mixture entry."""
+
+
+class RecordError(ValueError):
+    """A record routemix cannot use as written. `reason` is what it is counted as when skipped; a `fatal`
+    one stops the run unless bad records are skipped (the user meant something routemix cannot train)."""
+
+    def __init__(self, reason: str, message: str, fatal: bool = False):
+        super().__init__(message)
+        self.reason, self.fatal = reason, fatal
 
 
 # --------------------------------------------------------------------------- records
 
 
-def to_messages(record: dict) -> Messages:
-    """One record in any supported format -> chat messages. Raises ValueError saying what is wrong."""
+def to_messages(record, fields: dict[str, str] | None = None) -> Messages:
+    """One record in any supported format -> chat messages. Raises RecordError saying what is wrong.
+
+    `fields` maps routemix's keys (`FIELDS`) to the record's own, e.g. ``{"instruction": "question"}``.
+    Keys whose value is None count as absent (Arrow tables hold None for a key that a row lacks).
+    """
     if not isinstance(record, dict):
-        raise ValueError(f"a record must be a JSON object, got {type(record).__name__}")
-    if "conversations" in record:
-        messages = []
-        if record.get("system_prompt"):
-            messages.append({"role": "system", "content": str(record["system_prompt"])})
-        for turn in record["conversations"]:
-            role = SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-            if role is None:
-                raise ValueError(f"unknown ShareGPT turn {turn!r}")
-            messages.append({"role": role, "content": str(turn.get("value", ""))})
-    elif "messages" in record:
-        messages = []
-        for turn in record["messages"]:
-            if not isinstance(turn, dict) or turn.get("role") not in ("system", "user", "assistant"):
-                raise ValueError(f"unknown message {turn!r}")
-            messages.append({"role": turn["role"], "content": str(turn.get("content") or "")})
+        raise RecordError("not_object", f"a record must be a JSON object, got {type(record).__name__}")
+    for target, column in (fields or {}).items():
+        if column in record:
+            record = {**record, target: record[column]}
+    record = {key: value for key, value in record.items() if value is not None}
+    if "conversations" in record or "messages" in record:
+        turns = record["conversations"] if "conversations" in record else record["messages"]
+        if not isinstance(turns, list):
+            raise RecordError("bad_turn", f"the turns must be a list, got {type(turns).__name__}")
+        messages = [turn_message(turn, i) for i, turn in enumerate(turns)]
+        system = record.get("system_prompt", record.get("system"))
+        if system:
+            messages.insert(0, {"role": "system", "content": text_of(system, "the system prompt")})
     elif "instruction" in record and "output" in record:
-        prompt = str(record["instruction"])
+        messages = [{"role": "system", "content": text_of(record["system"], "system")}] if record.get("system") else []
+        for i, pair in enumerate(record.get("history") or []):
+            if not (isinstance(pair, list | tuple) and len(pair) == 2):
+                raise RecordError("bad_turn", f"history entry {i} must be a [prompt, response] pair")
+            messages += [{"role": "user", "content": text_of(pair[0], f"history {i}")},
+                         {"role": "assistant", "content": text_of(pair[1], f"history {i}")}]
+        prompt = text_of(record["instruction"], "instruction")
         if record.get("input"):
-            prompt += "\n\n" + str(record["input"])
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(record["output"])}]
+            prompt += "\n\n" + text_of(record["input"], "input")
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": text_of(record["output"], "output")}]
     else:
-        raise ValueError(f"unknown record format with keys {sorted(record)} (expected conversations, messages or instruction/output)")
+        raise RecordError(
+            "unknown_format", f"unknown record format with keys {sorted(record)} (expected conversations, messages or instruction/output)"
+        )
     check_turn_order(messages)
     return messages
 
 
+def turn_message(turn, i: int) -> dict[str, str]:
+    """One ShareGPT turn (`from`/`value`) or OpenAI message (`role`/`content`) -> `{"role", "content"}`.
+
+    Tool roles and tool calls are refused rather than rendered: routemix's assistant-only labels and
+    its probes assume user/assistant turns, and most MoE chat templates (the paper's models have none)
+    render tool turns differently from how the model will see them, or not at all.
+    """
+    if not isinstance(turn, dict):
+        raise RecordError("bad_turn", f"turn {i} must be an object, got {type(turn).__name__}")
+    turn = {key: value for key, value in turn.items() if value is not None}
+    role = turn.get("role", turn.get("from"))
+    if role in TOOL_ROLES or turn.get("tool_calls") or "function_call" in turn:
+        what = f"has role {role!r}" if role in TOOL_ROLES else "has tool calls"
+        raise RecordError("tool_use", f"turn {i} {what}: routemix does not train on tool use; remove such records", fatal=True)
+    if role not in ROLES:
+        raise RecordError("bad_turn", f"turn {i} has unknown role {role!r}")
+    if turn.get("weight", 1) != 1:
+        raise RecordError("turn_weight", f"turn {i} has weight {turn['weight']!r}: routemix trains every assistant turn", fatal=True)
+    return {"role": ROLES[role], "content": text_of(turn.get("content", turn.get("value", "")), f"turn {i}")}
+
+
+def text_of(content, what: str) -> str:
+    """A string (or number) as it is; a list of text parts joined with nothing between them, as chat
+    templates that take content parts render them (a separator would add characters no part holds)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, int | float) and not isinstance(content, bool):
+        return str(content)
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind is not None and kind not in TEXT_PARTS:
+                raise RecordError("non_text_content", f"{what} part {j} is of type {kind!r}: routemix trains on text only", fatal=True)
+            if kind is None or not isinstance(part.get("text"), str):
+                raise RecordError("bad_turn", f"{what} part {j} is not a text part ({{'type': 'text', 'text': ...}}): {part!r:.80}")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise RecordError("bad_turn", f"{what} content must be a string or a list of text parts, got {type(content).__name__}")
+
+
 def check_turn_order(messages: Messages) -> None:
-    """An optional system message, then user/assistant alternating, starting with user, with an assistant turn."""
+    """An optional system message, then user/assistant alternating, starting with user, with an assistant
+    turn; no assistant turn empty or whitespace only (it would teach the model to answer nothing)."""
     turns = messages[1:] if messages and messages[0]["role"] == "system" else messages
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in turns):
-        raise ValueError("no assistant turn")
-    for i, message in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            raise ValueError(f"broken role order: turn {i} is {message['role']!r}, expected {expected!r}")
+    if any(m["role"] != ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(turns)):
+        raise RecordError("bad_order", f"broken role order ({', '.join(m['role'] for m in messages)}): expected an optional "
+                                       "system turn, then user and assistant alternating")
+    answers = [m["content"] for m in turns if m["role"] == "assistant"]
+    if not answers:
+        raise RecordError("no_assistant", "no assistant turn")
+    if not all(answer.strip() for answer in answers):
+        raise RecordError("empty_answer", "an assistant turn is empty or whitespace only")
 
 
-def read_jsonl(path: Path, *, skip_bad_lines: bool = False, stats: Counter | None = None) -> list[dict]:
-    """The JSON objects of a .jsonl file. A malformed line is an error naming file and line,
-    or, with `skip_bad_lines`, a skipped line counted in `stats["bad_lines"]`."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                if not skip_bad_lines:
-                    raise DataError(f"{path}:{line_no}: malformed JSON ({e.msg}); pass --skip-bad-records to skip such lines") from None
-                if stats is not None:
-                    stats["bad_lines"] += 1
-    return records
+# --------------------------------------------------------------------------- files
 
 
-def split_files(folder: Path, split: str) -> dict[str, list[Path]]:
-    """Dataset name -> its .jsonl files in `folder/split` (`<name>/*.jsonl` or `<name>.jsonl`)."""
-    root = Path(folder) / split
-    if not root.is_dir():
-        raise DataError(f"{root} does not exist: a data folder needs train/<name>/*.jsonl and dev/<name>.jsonl")
-    files: dict[str, list[Path]] = {}
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir():
-            files[entry.name] = sorted(entry.glob("*.jsonl"))
-        elif entry.suffix == ".jsonl":
-            files.setdefault(entry.stem, []).append(entry)
+def readable_stem(filename: str) -> str | None:
+    """The dataset name a data file gives (`code.jsonl.gz` -> `code`), or None for a file routemix does not read."""
+    for suffix in SUFFIXES:
+        if filename.endswith(suffix) and len(filename) > len(suffix):
+            return filename[: -len(suffix)]
+    return None
+
+
+def dataset_files(folder: Path) -> list[Path]:
+    """Every file below `folder`, sorted, hidden entries left out; any other kind of file is an error."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if readable_stem(path.name) is None:
+            raise DataError(f"{path}: not a data file (routemix reads {', '.join(SUFFIXES)}); move it out of the data folder")
+        files.append(path)
     return files
 
 
-def load_split(
-    folder: Path | str, split: str, *, skip_bad_lines: bool = False, stats: dict[str, Counter] | None = None
-) -> dict[str, list[Messages]]:
-    """Dataset name -> conversations of one split. Records with no assistant turn or a broken role order
-    are skipped and counted in `stats[name]` (`no_assistant`, `bad_order`, ...); an empty dataset is an error."""
-    datasets = {}
-    for name, paths in split_files(Path(folder), split).items():
-        counts = Counter()
-        conversations = []
-        for path in paths:
-            for record in read_jsonl(path, skip_bad_lines=skip_bad_lines, stats=counts):
+def read_records(path: Path, skip_bad_lines: bool = False) -> Iterator[tuple[str, object, str]]:
+    """`(where, record, problem)` for every record of one file: `where` is `file:line` (JSON lines),
+    `file item i` (a JSON array) or `file row i` (Parquet). A line that is not valid UTF-8 or not JSON is
+    an error naming file and line, or with `skip_bad_lines` a `(where, None, "bad_encoding"|"bad_json")`."""
+    if path.name.endswith(".parquet"):
+        yield from _parquet_records(path)
+        return
+    opener = gzip.open if path.name.endswith(".gz") else open
+    if path.name.endswith(".json"):
+        with open(path, "rb") as f:
+            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith(b"["):
+            yield from _json_array_records(path)
+            return
+    line_no = 0
+    try:
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                where = f"{path}:{line_no}"
                 try:
-                    conversations.append(to_messages(record))
-                except ValueError as e:
-                    counts["no_assistant" if "no assistant" in str(e) else "bad_record"] += 1
-        if not conversations:
-            raise DataError(f"dataset {name!r} in {Path(folder) / split} has no usable records ({dict(counts) or 'no files'})")
-        datasets[name] = conversations
-        if stats is not None:
-            stats[name] = counts
-    if not datasets:
-        raise DataError(f"no datasets in {Path(folder) / split}")
-    return datasets
+                    record = json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
+                except UnicodeDecodeError as e:
+                    problem, message = "bad_encoding", f"invalid UTF-8 (byte {e.start} of the line: {raw[e.start : e.start + 4]!r})"
+                except json.JSONDecodeError as e:
+                    problem, message = "bad_json", f"malformed JSON ({e.msg}, column {e.colno})"
+                else:
+                    yield where, record, ""
+                    continue
+                if not skip_bad_lines:
+                    raise DataError(f"{where}: {message}; pass --skip-bad-records to skip such lines")
+                yield where, None, problem
+    except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt .gz
+        raise DataError(f"{path}: cannot read past line {line_no} ({e})") from None
 
 
-def load_train_dev(folder: Path | str, **kwargs) -> tuple[dict[str, list[Messages]], dict[str, list[Messages]]]:
-    """Both splits; their dataset names must match."""
-    train, dev = load_split(folder, "train", **kwargs), load_split(folder, "dev", **kwargs)
-    if sorted(train) != sorted(dev):
+def _json_array_records(path: Path) -> Iterator[tuple[str, object, str]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: invalid UTF-8 (byte {e.start} of the file)") from None
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}, column {e.colno}) in a JSON array file") from None
+    for i, record in enumerate(records):
+        yield f"{path} item {i}", record, ""
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, object, str]]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:  # ArrowInvalid for a file that is not Parquet
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            yield f"{path} row {row}", record, ""
+            row += 1
+
+
+# --------------------------------------------------------------------------- where a dataset split comes from
+
+
+@dataclass(frozen=True)
+class Part:
+    """Where one split of one dataset comes from. `kind` is `files` (`files`, read by `read_records`),
+    `saved` (a `datasets.Dataset` saved in folder `source`), `saved_dict` (split `split` of a saved
+    DatasetDict) or `hub` (what `datasets.load_dataset(source, config, split=..., data_files=...,
+    revision=...)` loads: a hub id or a local dataset folder). `fields` renames record keys
+    (`to_messages`); `label` names the part in messages."""
+
+    kind: str
+    source: str
+    label: str
+    files: tuple[str, ...] = ()
+    config: str | None = None
+    split: str | None = None
+    data_files: tuple[str, ...] | None = None
+    revision: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def has_splits(self) -> bool:
+        """Whether `source` holds several splits (so `split` picks one)."""
+        return self.kind == "saved_dict" or self.kind == "hub" and not self.data_files
+
+    def records(self, cache_dir: Path) -> datasets.Dataset:
+        """The raw records of a `saved`, `saved_dict` or `hub` part, as `datasets` loads them (memory-mapped)."""
+        split = self.split or "train"  # datasets names a list of data_files "train"
+        try:
+            if self.kind == "saved":
+                return datasets.load_from_disk(self.source)
+            if self.kind == "saved_dict":
+                return datasets.load_from_disk(self.source)[split]
+            return datasets.load_dataset(self.source, self.config, split=split, revision=self.revision,
+                                         data_files=list(self.data_files) if self.data_files else None, cache_dir=str(cache_dir))
+        except (ConnectionError, FileNotFoundError, ValueError, KeyError) as e:  # a missing id, split or file
+            raise DataError(f"{self.label}: cannot load {self.source!r} (split {split!r}): {e}") from None
+
+
+def _normalised_row(record, where: str, fields: dict, skip: bool, label: str) -> tuple[str, str, str]:
+    """`(messages as JSON or "", skip reason or "", where)`; a fatal problem raises DataError."""
+    try:
+        return json.dumps(to_messages(record, fields), ensure_ascii=False), "", where
+    except RecordError as e:
+        if e.fatal and not skip:
+            raise DataError(f"{where}: {e} ({label}); {SKIP_HINT}") from None
+        return "", e.reason, where
+
+
+def _rows_of_files(files: list[str], fields: dict, skip: bool, label: str):
+    """from_generator's generator for a `files` part: one row per record, skipped ones included."""
+    for path in files:
+        for where, record, problem in read_records(Path(path), skip):
+            if problem:
+                yield {"messages": "", "reason": problem, "where": where}
+                continue
+            messages, reason, where = _normalised_row(record, where, fields, skip, label)
+            yield {"messages": messages, "reason": reason, "where": where}
+
+
+def _normalise_batch(batch: dict, indices: list[int], fields: dict, skip: bool, label: str) -> dict:
+    rows = [_normalised_row(dict(zip(batch, values)), f"{label} row {i}", fields, skip, label)
+            for values, i in zip(zip(*batch.values()), indices)]
+    return {key: [row[k] for row in rows] for k, key in enumerate(("messages", "reason", "where"))}
+
+
+ROW_FEATURES = datasets.Features({column: datasets.Value("string") for column in ("messages", "reason", "where")})
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps([_CODE_VERSION, *parts], default=str).encode()).hexdigest()[:24]
+
+
+def normalised(part: Part, skip: bool, cache_dir: Path) -> datasets.Dataset | None:
+    """One row per record of `part`, in order: `messages` (JSON, "" if skipped), `reason` ("" or why it is
+    skipped), `where` (file and line, or row); None for files that hold no records. Cached under `cache_dir`, keyed by the files'
+    sizes and times (or the `datasets` fingerprint of what `part` loads) and this module's code."""
+    fields = dict(part.fields)
+    if part.kind == "files":
+        stats = [(path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns) for path in part.files]
+        try:
+            return datasets.Dataset.from_generator(
+                _rows_of_files, gen_kwargs={"files": list(part.files), "fields": fields, "skip": skip, "label": part.label},
+                cache_dir=str(cache_dir), fingerprint=_fingerprint(stats, fields, skip, part.label), features=ROW_FEATURES,
+            )
+        except datasets.exceptions.DatasetGenerationError as e:  # what the builder makes of our DataError
+            raise e.__cause__ if isinstance(e.__cause__, DataError) else e from None
+        except ValueError as e:  # a builder cannot hold zero rows: files with no records
+            if "corresponds to no data" not in str(e):
+                raise
+            return None
+    records = part.records(cache_dir)
+    missing = sorted(set(fields.values()) - set(records.column_names))
+    if missing:
+        raise DataError(f"{part.label}: fields maps to {missing}, which {part.source!r} does not have (columns: {records.column_names})")
+    fingerprint = _fingerprint(records._fingerprint, fields, skip, part.label)
+    (cache_dir / "routemix").mkdir(parents=True, exist_ok=True)
+    return records.map(
+        _normalise_batch, batched=True, with_indices=True, remove_columns=records.column_names,
+        fn_kwargs={"fields": fields, "skip": skip, "label": part.label}, new_fingerprint=fingerprint,
+        cache_file_name=str(cache_dir / "routemix" / f"normalised-{fingerprint}.arrow"), desc=f"reading {part.label}",
+    )
+
+
+class Conversations(Sequence):
+    """The usable records of one dataset split: `conversations[i]` is the chat messages of record i,
+    read from the memory-mapped Arrow table when asked for (slices give lists); `where(i)` is its
+    file and line (or row)."""
+
+    def __init__(self, rows: datasets.Dataset):
+        assert rows._indices is None, "an indices mapping: flatten it first"
+        self.rows = rows
+        # the Arrow columns themselves: a row through `datasets`' formatting costs 5x the JSON decoding
+        self._messages, self._where = rows.data.column("messages"), rows.data.column("where")
+
+    def where(self, index: int) -> str:
+        return self._where[index].as_py()
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        return json.loads(self._messages[index].as_py())
+
+
+def usable(rows: datasets.Dataset | None, name: str, split: str, part: Part, cache_dir: Path) -> tuple[Conversations, dict]:
+    """The usable records of one normalised split and what was skipped: `{"records", "skipped": {reason:
+    count}, "first_skipped": {reason: where}}`. No usable record is an error naming the dataset."""
+    if rows is None:
+        raise DataError(f"{split} dataset {name!r} in {part.source} has no usable records (no records)")
+    reasons = rows.data.column("reason")
+    skipped = {c["values"]: c["counts"] for c in pc.value_counts(reasons).to_pylist() if c["values"]}
+    first = {reason: rows[int(pc.index(reasons, reason).as_py())]["where"] for reason in sorted(skipped)}
+    if skipped:  # the usable rows, contiguous again (a filter alone leaves an indices mapping)
+        cached = cache_dir / "routemix" / f"usable-{rows._fingerprint}"
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        rows = rows.filter(lambda batch: [r == "" for r in batch], input_columns="reason", batched=True,
+                           cache_file_name=f"{cached}-indices.arrow").flatten_indices(cache_file_name=f"{cached}.arrow")
+    if len(rows) == 0:
+        raise DataError(f"{split} dataset {name!r} in {part.source} has no usable records "
+                        f"({', '.join(f'{n} {r} (first: {first[r]})' for r, n in sorted(skipped.items())) or 'no records'})")
+    return Conversations(rows), {"records": len(rows), "skipped": dict(sorted(skipped.items())), "first_skipped": first}
+
+
+# --------------------------------------------------------------------------- layouts: folders, hub ids, mixture files
+
+
+def folder_parts(folder: Path, split: str) -> dict[str, Part]:
+    """Dataset name -> where `folder/split` holds it (see the module docstring for the layout)."""
+    root = folder / split
+    if not root.is_dir():
+        raise DataError(f"{root} does not exist: a data folder needs train/<name>/*.jsonl and dev/<name>.jsonl")
+    if (root / "dataset_dict.json").exists():
+        return {name: Part("saved_dict", str(root), f"dataset {name!r}, {split}", split=name)
+                for name in sorted(datasets.load_from_disk(str(root)))}
+    files: dict[str, list[str]] = {}
+    saved: dict[str, Part] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and (entry / "state.json").exists():
+            saved[entry.name] = Part("saved", str(entry), f"dataset {entry.name!r}, {split}")
+        elif entry.is_dir():
+            found = dataset_files(entry)
+            if not found:
+                raise DataError(f"{entry}: dataset {entry.name!r} has no data files ({', '.join(SUFFIXES)})")
+            files.setdefault(entry.name, []).extend(str(path) for path in found)
+        elif readable_stem(entry.name) is not None:
+            files.setdefault(readable_stem(entry.name), []).append(str(entry))
+        else:
+            raise DataError(f"{entry}: not a data file or dataset folder (routemix reads {', '.join(SUFFIXES)}); move it out")
+    if set(saved) & set(files):
+        raise DataError(f"{root}: datasets {sorted(set(saved) & set(files))} are both a saved dataset and data files")
+    parts = saved | {name: Part("files", str(root), f"dataset {name!r}, {split}", files=tuple(paths)) for name, paths in files.items()}
+    if not parts:
+        raise DataError(f"no datasets in {root}")
+    return dict(sorted(parts.items()))
+
+
+def hub_parts(source: str, revision: str | None = None) -> dict[str, dict[str, Part]]:
+    """`{"train": {name: Part}, "dev": {...}}` of a dataset that `datasets.load_dataset` reads (a hub id,
+    or a local dataset folder): laid out like a data folder (`train/<name>/...`, `dev/<name>.jsonl`, as the
+    paper's release), or with one config per dataset, each with a train and a dev split (`DEV_SPLITS`)."""
+    try:
+        builder = datasets.load_dataset_builder(source, revision=revision)
+        configs = datasets.get_dataset_config_names(source, revision=revision)
+    except (ConnectionError, FileNotFoundError, ValueError) as e:
+        raise DataError(f"--data {source}: cannot load it with datasets.load_dataset ({e})") from None
+    layout: dict[str, dict[str, list[str]]] = {"train": {}, "dev": {}}
+    for urls in (builder.config.data_files or {}).values():
+        for url in urls:
+            parts = str(url)[len(builder.base_path) :].strip("/").split("/")
+            name = parts[1] if len(parts) > 2 else readable_stem(parts[-1]) if len(parts) == 2 else None
+            if parts[0] in SPLIT_DIRS and name:
+                layout[SPLIT_DIRS[parts[0]]].setdefault(name, []).append("/".join(parts))
+    if layout["train"]:
+        return {split: {name: Part("hub", source, f"{source} dataset {name!r}, {split}", data_files=tuple(files),
+                                   revision=revision) for name, files in sorted(names.items())}
+                for split, names in layout.items()}
+    if len(configs) > 1:
+        out = {"train": {}, "dev": {}}
+        for config in configs:
+            splits = datasets.get_dataset_split_names(source, config, revision=revision)
+            dev = next((s for s in DEV_SPLITS if s in splits), None)
+            if "train" not in splits or dev is None:
+                raise DataError(f"--data {source}: config {config!r} has splits {splits}; routemix needs train and one of {list(DEV_SPLITS)}")
+            label = f"{source} config {config!r}"
+            out["train"][config] = Part("hub", source, f"{label}, train", config=config, split="train", revision=revision)
+            out["dev"][config] = Part("hub", source, f"{label}, {dev}", config=config, split=dev, revision=revision)
+        return out
+    raise DataError(f"--data {source}: its layout names no datasets (train/<name>/..., dev/<name>..., or one config per "
+                    "dataset); list its datasets in a mixture file")
+
+
+ENTRY_KEYS = {"name", "source", "config", "split", "data_files", "revision", "fields", "weight", "dev"}
+DEV_KEYS = {"source", "config", "split", "data_files", "revision", "fields"}
+
+
+def load_mixture_file(path: Path) -> tuple[dict[str, dict[str, Part]], dict[str, float] | None]:
+    """The datasets of a mixture file and their initial weights (None if no entry gives one).
+
+    A YAML or JSON list of entries (or ``{"datasets": [...]}``), like open-instruct's `dataset_mixer_list`
+    with a dev split per dataset::
+
+        - source: data/code.parquet          # a file, a folder of files, a saved dataset, or a hub id
+          name: code                         # default: the file stem, folder name or hub name
+          dev: data/code-dev.jsonl           # a path, or for a hub id / saved DatasetDict a split name
+          weight: 2.0                        # optional initial sampling weight (all entries or none)
+        - source: org/some-hub-dataset
+          config: default                    # optional, with split (default train), data_files, revision
+          fields: {instruction: question, output: answer}   # routemix key -> the record's key
+          dev: {split: test}                 # or a mapping with its own source, config, split, ...
+
+    With no `dev`, a hub id or saved DatasetDict uses its `dev`/`validation` split. Relative paths are
+    relative to the mixture file. Every problem is an error naming the entry.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        spec = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: not a readable mixture file ({e})") from None
+    entries = spec.get("datasets") if isinstance(spec, dict) and set(spec) == {"datasets"} else spec
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise DataError(f"{path}: a mixture file is a list of entries (or {{datasets: [...]}}), each a mapping with a source")
+    out: dict[str, dict[str, Part]] = {"train": {}, "dev": {}}
+    weights = {}
+    for i, entry in enumerate(entries, start=1):
+        name = entry.get("name") or _default_name(str(entry.get("source", "")), entry.get("config"))
+        where = f"{path} entry {i} ({name!r})"
+        unknown = sorted(set(entry) - ENTRY_KEYS)
+        if unknown or not entry.get("source"):
+            raise DataError(f"{where}: " + (f"unknown keys {unknown} (known: {sorted(ENTRY_KEYS)})" if unknown else "no source"))
+        if name in out["train"]:
+            raise DataError(f"{where}: a second dataset named {name!r}; give each entry its own name")
+        fields = _checked_fields(entry.get("fields"), where)
+        train = _entry_part(path.parent, entry, f"{where}, train", fields)
+        train = replace(train, split="train") if train.has_splits and train.split is None else train
+        out["train"][name] = train
+        out["dev"][name] = _dev_part(path.parent, entry, train, f"{where}, dev", fields)
+        if "weight" in entry:
+            weight = entry["weight"]
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < float("inf"):
+                raise DataError(f"{where}: weight must be a positive number, got {weight!r}")
+            weights[name] = float(weight)
+    if weights and len(weights) != len(entries):
+        raise DataError(f"{path}: entries {sorted(set(out['train']) - set(weights))} have no weight; give every entry one, or none")
+    return out, weights or None
+
+
+def _checked_fields(fields, where: str) -> dict[str, str]:
+    if fields is not None and (not isinstance(fields, dict) or set(fields) - set(FIELDS) or not all(isinstance(v, str) for v in fields.values())):
+        raise DataError(f"{where}: unknown field mapping {fields!r}: fields maps routemix keys {list(FIELDS)} to the "
+                        "record's own keys, e.g. {instruction: question, output: answer}")
+    return fields or {}
+
+
+def _default_name(source: str, config: str | None) -> str:
+    stem = readable_stem(Path(source).name) or Path(source).name
+    return f"{stem}-{config}" if config else stem
+
+
+def _is_hub_id(source: str, base: Path = Path()) -> bool:
+    """`org/name`, unless it looks like a path: its folder exists (`data/demoo`, a typo) or it names a file type."""
+    return (re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None and not (base / source.split("/")[0]).exists()
+            and readable_stem(source) is None and not source.endswith((".yaml", ".yml")))
+
+
+def _entry_part(base: Path, spec: dict, label: str, fields: dict) -> Part:
+    """The Part a mixture entry (or its `dev` mapping) names; `split` stays None where it was not given."""
+    source, split = str(spec["source"]), spec.get("split")
+    data_files = spec.get("data_files")
+    if data_files is not None and not (isinstance(data_files, str) or isinstance(data_files, list) and all(isinstance(f, str) for f in data_files)):
+        raise DataError(f"{label}: data_files must be a path pattern or a list of them, got {data_files!r}")
+    if data_files is not None and split is not None:
+        raise DataError(f"{label}: give data_files or split, not both (datasets reads a list of data_files as one split)")
+    data_files = (data_files,) if isinstance(data_files, str) else tuple(data_files) if data_files else None
+    hub = {"config": spec.get("config"), "split": split, "data_files": data_files, "revision": spec.get("revision")}
+    fields_items = tuple(sorted(fields.items()))
+    path = Path(source).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        if not _is_hub_id(source, base):
+            raise DataError(f"{label}: no such file or folder: {path}")
+        return Part("hub", source, label, fields=fields_items, **hub)
+    if path.is_dir() and (path / "dataset_dict.json").exists():
+        return Part("saved_dict", str(path), label, split=split, fields=fields_items)
+    if path.is_dir() and (data_files or spec.get("config")):  # a local dataset folder for datasets.load_dataset
+        return Part("hub", str(path), label, fields=fields_items, **hub)
+    if split is not None:
+        raise DataError(f"{label}: {source} holds one split; drop `split: {split}`")
+    if path.is_dir() and (path / "state.json").exists():
+        return Part("saved", str(path), label, fields=fields_items)
+    files = dataset_files(path) if path.is_dir() else [path] if readable_stem(path.name) else None
+    if not files:
+        raise DataError(f"{label}: {source} " + ("holds no data files" if files == [] else f"is not a data file ({', '.join(SUFFIXES)})"))
+    _check_fields_in_first_record(files[0], fields, label)
+    return Part("files", str(path), label, files=tuple(str(f) for f in files), fields=fields_items)
+
+
+def _dev_part(base: Path, entry: dict, train: Part, label: str, fields: dict) -> Part:
+    """The dev Part of a mixture entry: `dev` as a path or split name, a mapping, or (for a source with
+    splits) its `dev`/`validation` split."""
+    dev = entry.get("dev")
+    if isinstance(dev, str):
+        dev = {"split": dev} if train.has_splits else {"source": dev}
+    if dev is None and not train.has_splits:
+        raise DataError(f"{label}: no dev split: give `dev:` (a file or folder of dev records, or a mapping with a source)")
+    dev = dev or {}
+    if not isinstance(dev, dict) or set(dev) - DEV_KEYS:
+        raise DataError(f"{label}: dev must be a path, a split name or a mapping with keys {sorted(DEV_KEYS)}, got {dev!r}")
+    if "source" not in dev:
+        if not train.has_splits and not train.data_files:
+            raise DataError(f"{label}: {train.source} has no splits; give dev a source (a file or folder of dev records)")
+        if train.data_files and "data_files" not in dev:
+            raise DataError(f"{label}: no dev split: the train split is data_files {list(train.data_files)}; give dev its own data_files")
+        dev = {"source": entry["source"], "config": entry.get("config"), "revision": entry.get("revision"), **dev}
+    part = _entry_part(base, dev, label, _checked_fields(dev["fields"], label) if "fields" in dev else fields)
+    if part.has_splits and part.split is None:
+        splits = _split_names(part, label)
+        found = next((s for s in DEV_SPLITS if s in splits), None)
+        if found is None:
+            raise DataError(f"{label}: no dev split: {part.source!r} has splits {splits}; give `dev:` (a split name or a path)")
+        part = replace(part, split=found)
+    return part
+
+
+def _split_names(part: Part, label: str) -> list[str]:
+    try:
+        if part.kind == "saved_dict":
+            return list(datasets.load_from_disk(part.source))
+        return datasets.get_dataset_split_names(part.source, part.config, revision=part.revision)
+    except (ConnectionError, FileNotFoundError, ValueError) as e:
+        raise DataError(f"{label}: cannot list the splits of {part.source!r} ({e})") from None
+
+
+def _check_fields_in_first_record(path: Path, fields: dict, label: str) -> None:
+    """A mapped key that the first record lacks is a typo, not a record to skip."""
+    if not fields:
+        return
+    first = next((record for _, record, _ in read_records(path, skip_bad_lines=True) if isinstance(record, dict)), None)
+    missing = sorted(set(fields.values()) - set(first or {}))
+    if first is not None and missing:
+        raise DataError(f"{label}: fields maps to {missing}, which the first record of {path} does not have (keys: {sorted(first)})")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Data:
+    """What `load` read: the train and dev conversations of every dataset (same names), the mixture
+    file's initial weights (or None), and `report`: per split and dataset, the records used and those
+    skipped (`{"train": {name: {"records", "skipped", "first_skipped"}}, "dev": {...}}`)."""
+
+    train: dict[str, Conversations]
+    dev: dict[str, Conversations]
+    weights: dict[str, float] | None = None
+    report: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.train or self.dev)
+
+
+def resolve(data: Path | str, splits=("train", "dev")) -> tuple[dict[str, dict[str, Part]], dict[str, float] | None]:
+    """`{"train": {name: Part}, "dev": {name: Part}}` (a folder: only `splits`) and initial weights for a `--data` value."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return {split: folder_parts(path, split) for split in splits}, None
+    if path.is_file() and path.suffix in (".yaml", ".yml", ".json"):
+        return load_mixture_file(path)
+    if path.is_file():
+        raise DataError(f"--data {data}: one file is one dataset without a dev set; give a folder (train/<name>, dev/<name>), "
+                        "a mixture file (.yaml, .json) or a hub dataset id")
+    if _is_hub_id(str(data)):
+        return hub_parts(str(data)), None
+    raise DataError(f"--data {data}: no such file or folder (and not a hub dataset id)")
+
+
+def load(data: Path | str, *, skip_bad_records: bool = False, cache_dir: Path | str | None = None, splits=("train", "dev")) -> Data:
+    """Every dataset of `data` (a folder, hub id or mixture file; see the module docstring), checked
+    and counted before anything else runs. `splits=("dev",)` reads the dev sets only (a folder then
+    needs no train/)."""
+    parts, weights = resolve(data, splits)
+    parts = {split: parts[split] for split in splits}
+    return load_parts(parts, weights, skip_bad_records=skip_bad_records, cache_dir=cache_dir, what=str(data))
+
+
+def load_parts(parts: dict[str, dict[str, Part]], weights: dict[str, float] | None = None, *, skip_bad_records: bool = False,
+               cache_dir: Path | str | None = None, what: str = "the data") -> Data:
+    """The conversations of `{"train": {name: Part}, "dev": {name: Part}}` (or one of them); train and dev must
+    name the same datasets."""
+    train_names, dev_names = sorted(parts.get("train", ())), sorted(parts.get("dev", ()))
+    if "train" in parts and "dev" in parts and train_names != dev_names:
         raise DataError(
-            f"train and dev dataset names differ in {folder}: only in train {sorted(set(train) - set(dev))}, "
-            f"only in dev {sorted(set(dev) - set(train))}"
+            f"train and dev dataset names differ in {what}: only in train {sorted(set(train_names) - set(dev_names))}, "
+            f"only in dev {sorted(set(dev_names) - set(train_names))}"
         )
-    return train, dev
+    cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE)
+    loaded, report = {"train": {}, "dev": {}}, {split: {} for split in parts}
+    for split, named in parts.items():
+        for name, part in sorted(named.items()):
+            rows = normalised(part, skip_bad_records, cache_dir)
+            loaded[split][name], report[split][name] = usable(rows, name, split, part, cache_dir)
+    return Data(loaded["train"], loaded["dev"], weights, report)
+
+
+def load_train_dev(data: Path | str, *, skip_bad_lines: bool = False, stats: dict | None = None, **kwargs):
+    """`load(data)`'s train and dev conversations. `stats`, if given, receives each split's skip counts under
+    `"<split>/<name>"` (the keywords of the train.py that predates `load`; use `load(...).report`)."""
+    loaded = load(data, skip_bad_records=skip_bad_lines or kwargs.pop("skip_bad_records", False), **kwargs)
+    if stats is not None:
+        stats.update({f"{split}/{name}": counts["skipped"] for split, named in loaded.report.items() for name, counts in named.items()})
+    return loaded.train, loaded.dev
+
+
+def format_report(report: dict) -> str:
+    """The lines train.py prints at start: records per dataset and split, and what was skipped, why, and where first."""
+    lines = []
+    for name in sorted(next(iter(report.values()))):
+        cells = []
+        for split in report:
+            counts = report[split][name]
+            skipped = ", ".join(f"{n} {reason} (first: {counts['first_skipped'][reason]})" for reason, n in counts["skipped"].items())
+            cells.append(f"{split} {counts['records']}" + (f" (skipped {skipped})" if skipped else ""))
+        lines.append(f"  {name}: " + "; ".join(cells))
+    return "data:\n" + "\n".join(lines)

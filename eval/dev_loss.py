@@ -3,7 +3,7 @@
     python -m eval.dev_loss --checkpoints runs/uniform/final runs/dynamic-mix/final --data data/demo
 
 The dev sets are `<data>/dev/<name>.jsonl` (or `dev/<name>/*.jsonl`), read and formatted exactly
-as in training (`sources.load_split`, `data.encode`: chat template, loss on assistant tokens only,
+as in training (`sources.load`, `data.encode`: chat template, loss on assistant tokens only,
 conversations cut at --max-len tokens). A dataset's loss is the cross-entropy summed over all
 its assistant tokens divided by their number; perplexity is exp(loss); "loss" over all datasets
 is the plain mean of the dataset losses (every dataset counts the same).
@@ -43,7 +43,7 @@ class Args:
     checkpoints: tuple[Path, ...]
     """Checkpoint folders to compare."""
     data: Path
-    """Data folder holding dev/<name>.jsonl (or dev/<name>/*.jsonl)."""
+    """Data folder holding dev/<name>.jsonl (or dev/<name>/*.jsonl), a hub dataset id or a mixture file (see sources.py)."""
     max_len: int = 2048
     """Tokens per conversation; longer ones are cut, as in training."""
     batch_size: int = 8
@@ -92,7 +92,7 @@ def dev_metrics(model, tokenizer, dev: dict[str, list[sources.Messages]], max_le
 def main(args: Args) -> list[EvalResult]:
     if args.run_names and len(args.run_names) != len(args.checkpoints):
         raise SystemExit("--run-names needs one name per checkpoint")
-    dev = {name: conversations[: args.limit] for name, conversations in sources.load_split(args.data, "dev").items()}
+    dev = {name: conversations[: args.limit] for name, conversations in sources.load(args.data, splits=("dev",)).dev.items()}
     names = args.run_names or tuple(run_name(c) for c in args.checkpoints)
     results = []
     for checkpoint, name in zip(args.checkpoints, names):
@@ -107,7 +107,7 @@ def main(args: Args) -> list[EvalResult]:
             seconds=time.monotonic() - start,
             score="loss",
             in_average=False,
-            settings=settings_of(args) | {"data": str(args.data.resolve())},
+            settings=settings_of(args) | {"data": str(args.data.resolve() if args.data.exists() else args.data)},
         )
         write_result(result, results_dir(checkpoint))
         results.append(result)

@@ -1,7 +1,5 @@
 """Assistant-only labels for every record format, and packed batches equal to one-by-one forwards."""
 
-import json
-
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -63,41 +61,6 @@ def test_truncation_is_flagged(tokenizer):
     record, _, _ = RECORDS["sharegpt"]
     example = data.encode(tokenizer, sources.to_messages(record), max_len=10)
     assert len(example.input_ids) == len(example.labels) == 10 and example.truncated
-
-
-def test_bad_records_are_skipped_and_counted(tmp_path):
-    for split in ("train", "dev"):
-        (tmp_path / split / "a").mkdir(parents=True)
-        lines = [
-            RECORDS["messages"][0],
-            {"messages": [{"role": "user", "content": "no answer"}]},                                     # no assistant
-            {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},      # bad order
-            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "  "}]},         # empty answer
-        ]
-        (tmp_path / split / "a" / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    stats = {}
-    train, dev = sources.load_train_dev(tmp_path, stats=stats)
-    assert len(train["a"]) == 1 and len(dev["a"]) == 1
-    assert stats["a"] == {"no_assistant": 2, "bad_record": 1}
-
-
-def test_malformed_line_names_file_and_line(tmp_path):
-    (tmp_path / "train" / "a").mkdir(parents=True)
-    path = tmp_path / "train" / "a" / "x.jsonl"
-    path.write_text(json.dumps(RECORDS["alpaca"][0]) + "\n{not json\n")
-    with pytest.raises(sources.DataError, match=rf"{path}:2: malformed JSON"):
-        sources.load_split(tmp_path, "train")
-    stats = {}
-    assert len(sources.load_split(tmp_path, "train", skip_bad_lines=True, stats=stats)["a"]) == 1
-    assert stats["a"]["bad_lines"] == 1
-
-
-def test_train_and_dev_names_must_match(tmp_path):
-    for split, name in (("train", "a"), ("dev", "b")):
-        (tmp_path / split / name).mkdir(parents=True)
-        (tmp_path / split / name / "x.jsonl").write_text(json.dumps(RECORDS["alpaca"][0]) + "\n")
-    with pytest.raises(sources.DataError, match=r"only in train \['a'\], only in dev \['b'\]"):
-        sources.load_train_dev(tmp_path)
 
 
 def test_pack_is_best_fit_in_order():

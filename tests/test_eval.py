@@ -108,7 +108,7 @@ def test_dev_loss_equals_hand_computed_cross_entropy(checkpoint, loaded, tmp_pat
     (result,) = dev_loss.main(args)
 
     model, tokenizer = loaded
-    for name, conversations in sources.load_split(tmp_path / "data", "dev").items():
+    for name, conversations in sources.load(tmp_path / "data", splits=("dev",)).dev.items():
         total, tokens = 0.0, 0
         for messages in conversations:  # one unpadded sequence at a time, log-softmax by hand
             example = data.encode(tokenizer, messages, 2048)
