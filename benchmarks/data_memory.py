@@ -6,9 +6,12 @@ before sources.py kept records in Arrow) next to `sources.load` (cached, memory-
 
 The data folder (4 datasets in the 4 record shapes, 4 files each, ~1 KB per record, and 500 dev records
 each) is generated once into `--workdir`. Every measurement runs in its own child process; "2 ranks"
-starts two children at once, as `accelerate launch --num_processes 2` would. Each child reports its
-peak RSS, its private memory (USS) once loaded, the seconds `import` to loaded, and the time of
-random reads through the loaded datasets (`datasets[name][i]`, as the sampler and packing read them).
+starts two children at once, as `accelerate launch --num_processes 2` would. Each child reports the
+seconds from its start to the data loaded, its peak RSS then and how much of its RSS is anonymous
+memory (the process's own heap; the rest is mostly file pages: libraries and the memory-mapped Arrow
+tables, which the page cache shares between processes and can drop), the same after `--reads`
+random reads (`datasets[name][i]`, as the sampler and packing read records; every read maps the pages
+around the record), and the time per read.
 Repetitions are interleaved; the table gives medians (min-max). BENCHMARKS.md holds the numbers.
 """
 
@@ -99,8 +102,6 @@ def load_as_lists(folder: Path):
 def run_child(args: Args, data: Path, cache: Path) -> None:
     """One measurement in this process; prints its result as one JSON line."""
     start = time.perf_counter()
-    import psutil
-
     import sources
     from sampler import MixtureSampler
 
@@ -111,6 +112,7 @@ def run_child(args: Args, data: Path, cache: Path) -> None:
         loaded = sources.load(data, cache_dir=cache)
         train = loaded.train
     loaded_at = time.perf_counter()
+    loaded_memory = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **memory_now()}
     sampler = MixtureSampler({name: len(c) for name, c in train.items()}, {name: 1.0 for name in train}, seed=0)
     draws = [sampler.draw() for _ in range(args.reads)]
     read_start = time.perf_counter()
@@ -123,9 +125,17 @@ def run_child(args: Args, data: Path, cache: Path) -> None:
         "load_seconds": loaded_at - imported,
         "startup_seconds": loaded_at - start,
         "read_us": read_seconds / args.reads * 1e6,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "uss_mib": psutil.Process().memory_full_info().uss / 2**20,
+        **loaded_memory,
+        **{f"{key}_after_reads": value for key, value in memory_now().items()},
     }))
+
+
+def memory_now() -> dict:
+    """RSS now, and the part of it that is anonymous (heap: this process's own objects, which nothing shares
+    or can drop); the rest is mostly file pages (libraries, memory-mapped Arrow) that the page cache shares
+    between processes. Linux only."""
+    rollup = dict(line.split(":", 1) for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:])
+    return {f"{key.lower()}_mib": int(rollup[key].split()[0]) / 1024 for key in ("Rss", "Anonymous")}
 
 
 def measure(args: Args, mode: str, ranks: int, data: Path, cache: Path) -> list[dict]:
@@ -162,11 +172,13 @@ def main(args: Args) -> None:
             print(label, json.dumps(runs[label][-1]), flush=True)
     print(f"\n{args.records} records ({sum(f.stat().st_size for f in data.rglob('*.jsonl')) / 2**20:.0f} MiB of JSON lines), "
           f"medians (min-max) over {args.repeats} repetitions, per rank:\n")
-    print("| reading | start-up s | peak RSS MiB | USS MiB once loaded | random read µs |")
-    print("|---|---|---|---|---|")
+    print("| reading | start-up s | peak RSS MiB, loaded | of which anonymous | RSS after the reads | of which anonymous "
+          "| random read µs |")
+    print("|---|---|---|---|---|---|---|")
+    keys = ("startup_seconds", "peak_rss_mib", "anonymous_mib", "rss_mib_after_reads", "anonymous_mib_after_reads", "read_us")
     for label, results in runs.items():
-        print(f"| {label} | {summary([r['startup_seconds'] for r in results])} | {summary([r['peak_rss_mib'] for r in results])} "
-              f"| {summary([r['uss_mib'] for r in results])} | {summary([r['read_us'] for r in results])} |")
+        cells = [summary([r[key] for r in results]) for key in keys]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     (args.workdir / f"results-{args.records}.json").write_text(json.dumps(runs, indent=2))
 
 
