@@ -251,11 +251,13 @@ def folder_parts(folder: Path, split: str) -> dict[str, Part]:
 
 def hub_parts(source: str, revision: str | None = None) -> dict[str, dict[str, Part]]:
     """`{"train": {name: Part}, "dev": {...}}` of a dataset that `datasets.load_dataset` reads (a hub id,
-    or a local dataset folder): laid out like a data folder (`train/<name>/...`, `dev/<name>.jsonl`, as the
-    paper's release), or with one config per dataset, each with a train and a dev split (`DEV_SPLITS`)."""
+    or a local dataset folder): one config per dataset, each with a train and a dev split (`DEV_SPLITS`),
+    or laid out like a data folder (`train/<name>/...`, `dev/<name>.jsonl`, as the paper's release)."""
     try:
-        builder = datasets.load_dataset_builder(source, revision=revision)
         configs = datasets.get_dataset_config_names(source, revision=revision)
+        if len(configs) > 1:
+            return _config_parts(source, configs, revision)
+        builder = datasets.load_dataset_builder(source, revision=revision)
     except (ConnectionError, FileNotFoundError, ValueError) as e:
         raise DataError(f"--data {source}: cannot load it with datasets.load_dataset ({e})") from None
     layout: dict[str, dict[str, list[str]]] = {"train": {}, "dev": {}}
@@ -265,23 +267,24 @@ def hub_parts(source: str, revision: str | None = None) -> dict[str, dict[str, P
             name = parts[1] if len(parts) > 2 else readable_stem(parts[-1]) if len(parts) == 2 else None
             if parts[0] in SPLIT_DIRS and name:
                 layout[SPLIT_DIRS[parts[0]]].setdefault(name, []).append("/".join(parts))
-    if layout["train"]:
-        return {split: {name: Part("hub", source, f"{source} dataset {name!r}, {split}", data_files=tuple(files),
-                                   revision=revision) for name, files in sorted(names.items())}
-                for split, names in layout.items()}
-    if len(configs) > 1:
-        out = {"train": {}, "dev": {}}
-        for config in configs:
-            splits = datasets.get_dataset_split_names(source, config, revision=revision)
-            dev = next((s for s in DEV_SPLITS if s in splits), None)
-            if "train" not in splits or dev is None:
-                raise DataError(f"--data {source}: config {config!r} has splits {splits}; routemix needs train and one of {list(DEV_SPLITS)}")
-            label = f"{source} config {config!r}"
-            out["train"][config] = Part("hub", source, f"{label}, train", config=config, split="train", revision=revision)
-            out["dev"][config] = Part("hub", source, f"{label}, {dev}", config=config, split=dev, revision=revision)
-        return out
-    raise DataError(f"--data {source}: its layout names no datasets (train/<name>/..., dev/<name>..., or one config per "
-                    "dataset); list its datasets in a mixture file")
+    if not layout["train"]:
+        raise DataError(f"--data {source}: its layout names no datasets (one config per dataset, or train/<name>/..., "
+                        "dev/<name>...); list its datasets in a mixture file")
+    return {split: {name: Part("hub", source, f"{source} dataset {name!r}, {split}", data_files=tuple(files), revision=revision)
+                    for name, files in sorted(names.items())} for split, names in layout.items()}
+
+
+def _config_parts(source: str, configs: list[str], revision: str | None) -> dict[str, dict[str, Part]]:
+    out = {"train": {}, "dev": {}}
+    for config in configs:
+        splits = datasets.get_dataset_split_names(source, config, revision=revision)
+        dev = next((s for s in DEV_SPLITS if s in splits), None)
+        if "train" not in splits or dev is None:
+            raise DataError(f"--data {source}: config {config!r} has splits {splits}; routemix needs train and one of {list(DEV_SPLITS)}")
+        label = f"{source} config {config!r}"
+        out["train"][config] = Part("hub", source, f"{label}, train", config=config, split="train", revision=revision)
+        out["dev"][config] = Part("hub", source, f"{label}, {dev}", config=config, split=dev, revision=revision)
+    return out
 
 
 ENTRY_KEYS = {"name", "source", "config", "split", "data_files", "revision", "fields", "weight", "dev"}
@@ -504,6 +507,23 @@ def load_train_dev(data: Path | str, *, skip_bad_lines: bool = False, stats: dic
     if stats is not None:
         stats.update({f"{split}/{name}": counts["skipped"] for split, named in loaded.report.items() for name, counts in named.items()})
     return loaded.train, loaded.dev
+
+
+def load_split(data: Path | str, split: str, *, skip_bad_lines: bool = False, **kwargs) -> dict[str, Conversations]:
+    """One split's conversations (`load(data, splits=(split,))`); kept for embeddings.py and eval callers."""
+    loaded = load(data, splits=(split,), skip_bad_records=skip_bad_lines, **kwargs)
+    return loaded.train if split == "train" else loaded.dev
+
+
+def split_files(folder: Path | str, split: str) -> dict[str, list[Path]]:
+    """Dataset name -> the data files of `folder/split` (empty for a saved dataset); kept for scripts/pseudo_domains.py."""
+    return {name: [Path(f) for f in part.files] for name, part in folder_parts(Path(folder), split).items()}
+
+
+def read_jsonl(path: Path | str) -> list:
+    """The records of one data file (any of `SUFFIXES`), errors naming file and line; kept for eval/mbpp.py and
+    eval/alpaca_eval.py."""
+    return [record for _, record, _ in read_records(Path(path))]
 
 
 def format_report(report: dict) -> str:

@@ -319,6 +319,21 @@ def test_the_paper_layout_on_the_hub_gives_its_four_datasets(tmp_path):
     assert {name: len(c) for name, c in loaded.train.items()} == {"code": 3, "math": 3, "orca": 3, "sharegpt": 3}
 
 
+def test_a_hub_dataset_with_one_config_per_dataset(tmp_path):
+    repo = tmp_path / "configs"
+    for name in ("code", "math"):
+        write_jsonl(repo / name / "train.jsonl", demo_records("train", "code", 2))
+        write_jsonl(repo / name / "dev.jsonl", demo_records("dev", "code", 1))
+    configs = "".join(f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}/train.jsonl\n"
+                      f"  - split: validation\n    path: {name}/dev.jsonl\n" for name in ("code", "math"))
+    (repo / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
+    parts = sources.hub_parts(str(repo))
+    assert {(part.config, part.split) for part in parts["dev"].values()} == {("code", "validation"), ("math", "validation")}
+    loaded = sources.load_parts(parts)
+    assert {name: (len(loaded.train[name]), len(loaded.dev[name])) for name in loaded.names} == {"code": (2, 1), "math": (2, 1)}
+    assert loaded.train["code"][:] == [sources.to_messages(r) for r in demo_records("train", "code", 2)]
+
+
 def test_a_hub_id_is_read_with_load_dataset_up_to_the_network(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
