@@ -17,7 +17,8 @@ class Args:
     model: str = "tiny"
     """`tiny` (an embedded random-init 2-layer MoE, runs on a laptop CPU), a local folder, or a Hugging Face hub id."""
     data: Path = Path(__file__).resolve().parent / "data" / "demo"
-    """Dataset folder: `train/<name>/*.jsonl` and `dev/<name>.jsonl` (or `dev/<name>/*.jsonl`)."""
+    """Dataset folder (`train/<name>/` and `dev/<name>.jsonl` or `dev/<name>/`: .jsonl, .jsonl.gz, .json, .parquet or
+    saved `datasets`), a hub dataset id laid out the same way, or a mixture file (.yaml/.json; README: Data)."""
     out: Path | None = None
     """Run folder (default `runs/<timestamp>`): logs, mixture log, plots, checkpoints, `final/` model."""
     trust_remote_code: bool = False
@@ -101,7 +102,8 @@ class Args:
     """`auto`: continue from the newest complete checkpoint in `out`; `none`: start fresh (refuses a used `out`);
     or a checkpoint folder."""
     skip_bad_records: bool = False
-    """Skip malformed JSONL lines (counted and reported) instead of stopping."""
+    """Skip the records that otherwise stop the run (malformed lines, invalid UTF-8, non-text content, tool use,
+    what the chat template cannot render), counted and reported, instead of stopping."""
     skip_nonfinite: int = 0
     """Skip up to this many optimizer steps whose loss or gradient is NaN/inf, instead of stopping at the first
     (refused under DeepSpeed, whose optimizer step runs before the gradient norm is known)."""

@@ -500,18 +500,38 @@ def load_parts(parts: dict[str, dict[str, Part]], weights: dict[str, float] | No
     return Data(loaded["train"], loaded["dev"], weights, report)
 
 
-def load_train_dev(data: Path | str, *, skip_bad_lines: bool = False, stats: dict | None = None, **kwargs):
-    """`load(data)`'s train and dev conversations. `stats`, if given, receives each split's skip counts under
-    `"<split>/<name>"` (the keywords of the train.py that predates `load`; use `load(...).report`)."""
-    loaded = load(data, skip_bad_records=skip_bad_lines or kwargs.pop("skip_bad_records", False), **kwargs)
-    if stats is not None:
-        stats.update({f"{split}/{name}": counts["skipped"] for split, named in loaded.report.items() for name, counts in named.items()})
+def load_train_dev(data: Path | str, **kwargs) -> tuple[dict[str, Conversations], dict[str, Conversations]]:
+    """`load(data, **kwargs)`'s train and dev conversations."""
+    loaded = load(data, **kwargs)
     return loaded.train, loaded.dev
 
 
-def load_split(data: Path | str, split: str, *, skip_bad_lines: bool = False, **kwargs) -> dict[str, Conversations]:
+def count_unrendered(report: dict, unrendered: dict) -> dict:
+    """`report` with the records that the chat template cannot render (`data.check_renders`' counts,
+    `{split: {name: {"bad_render": n, "first": where}}}`) moved from `records` to `skipped` as `bad_render`."""
+    report = json.loads(json.dumps(report))
+    for split, named in unrendered.items():
+        for name, counts in named.items():
+            entry = report[split][name]
+            entry["records"] -= counts["bad_render"]
+            entry["skipped"]["bad_render"], entry["first_skipped"]["bad_render"] = counts["bad_render"], counts["first"]
+    return report
+
+
+def mixture_weights(loaded: Data, names: list[str], init_weights: str) -> list[float] | None:
+    """The initial weights a mixture file gives, normalised in the order of `names` (None if it gives none).
+    Weights in the file and an `--init-weights` other than the default are two answers: an error."""
+    if loaded.weights is None:
+        return None
+    if init_weights != "uniform":
+        raise DataError(f"--init-weights {init_weights} and the weights in the mixture file: give the weights in one place")
+    total = sum(loaded.weights.values())
+    return [loaded.weights[name] / total for name in names]
+
+
+def load_split(data: Path | str, split: str, **kwargs) -> dict[str, Conversations]:
     """One split's conversations (`load(data, splits=(split,))`); kept for embeddings.py and eval callers."""
-    loaded = load(data, splits=(split,), skip_bad_records=skip_bad_lines, **kwargs)
+    loaded = load(data, splits=(split,), **kwargs)
     return loaded.train if split == "train" else loaded.dev
 
 

@@ -245,20 +245,20 @@ def main(args: Args) -> None:
     # --- tokenizer and data first: a missing chat template or a bad record stops the run before a large
     # model spends minutes loading; every record is rendered once (`check_renders`), on every rank alike
     tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
-    train_sets, dev_sets = sources.load_train_dev(args.data, skip_bad_lines=args.skip_bad_records, stats=(stats := {}))
+    with accelerator.main_process_first():  # a first start writes the Arrow cache once; the other ranks map it
+        loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)
     unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
-    train_sets = data.check_renders(tokenizer, train_sets, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
-    dev_sets = data.check_renders(tokenizer, dev_sets, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])
-    if any(unrendered.values()) and is_main:
-        print(f"skipped records the chat template cannot render: {unrendered}")
+    train_sets = data.check_renders(tokenizer, loaded.train, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
+    dev_sets = data.check_renders(tokenizer, loaded.dev, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])
+    data_report = sources.count_unrendered(loaded.report, unrendered)
+    if is_main:
+        print(sources.format_report(data_report))
     names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
-    if (skipped := {name: dict(counts) for name, counts in stats.items() if counts}) and is_main:
-        print(f"skipped records: {skipped}")
     if len(names) < 3 and args.mix == "dynamic" and is_main:
         print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
               "(each dataset's redundancy is the same); use 3 or more")
-    weights = mixture.initial_weights(args.init_weights, names, sizes, records=train_sets, distance=args.distance,
-                                      agg=args.agg, eta=args.eta, c=args.c)
+    weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
+        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, eta=args.eta, c=args.c)
     weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
     resume_from = checkpoint.find(out, args.resume)
@@ -267,6 +267,7 @@ def main(args: Args) -> None:
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.remove_interrupted(out)
         write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
+        write_atomic(out / "data_report.json", json.dumps(data_report, indent=2))
 
     # --- model and routers; hooks go on before `prepare`, so that every wrapper passes through them
     export_dtype = checkpoint_dtype(args.model, args.trust_remote_code)  # the final model is saved in it

@@ -1,5 +1,7 @@
 """Assistant-only labels for every record format, and packed batches equal to one-by-one forwards."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoTokenizer

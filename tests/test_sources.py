@@ -395,3 +395,55 @@ def test_records_stay_arrow_backed_and_are_read_on_demand(tmp_path):
     assert conversations.where(4) == f"{tmp_path}/train/code/part-000.jsonl:5"
     with pytest.raises(IndexError):
         conversations[5]
+
+
+# --------------------------------------------------------------------------- through train.py
+
+
+def test_train_reports_skipped_records_per_split_at_start_and_in_the_run_folder(tmp_path, capsys):
+    from test_bad_input import run_main, small_data
+
+    root = small_data(tmp_path / "data")
+    with open(root / "train" / "a" / "part.jsonl", "a") as f:
+        f.write(json.dumps({"messages": [{"role": "user", "content": "no answer"}]}) + "\n[1, 2]\n")
+    with open(root / "dev" / "b.jsonl", "a") as f:
+        f.write(json.dumps({"instruction": "q", "output": "   "}) + "\n")
+    out = run_main(tmp_path, "--data", str(root), "--out", str(tmp_path / "run"), "--max-steps", "1")
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["train"]["a"] == {"records": 20, "skipped": {"no_assistant": 1, "not_object": 1},
+                                    "first_skipped": {"no_assistant": f"{root}/train/a/part.jsonl:21",
+                                                      "not_object": f"{root}/train/a/part.jsonl:22"}}
+    assert report["dev"]["b"] == {"records": 4, "skipped": {"empty_answer": 1}, "first_skipped": {"empty_answer": f"{root}/dev/b.jsonl:5"}}
+    assert report["train"]["b"]["skipped"] == report["dev"]["a"]["skipped"] == {}
+    printed = capsys.readouterr().out
+    assert sources.format_report(report) in printed
+    assert "a: train 20 (skipped 1 no_assistant" in printed and "dev 4 (skipped 1 empty_answer" in printed
+
+
+def test_data_is_read_and_checked_before_the_model_loads(tmp_path, monkeypatch):
+    import train
+    from test_bad_input import run_main, small_data
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the data was checked")
+
+    monkeypatch.setattr(train, "load_model", no_model)
+    root = small_data(tmp_path / "data")
+    tool = {"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "x"}, {"role": "assistant", "content": "a"}]}
+    with open(root / "dev" / "c.jsonl", "a") as f:
+        f.write(json.dumps(tool) + "\n")
+    with pytest.raises(sources.DataError, match=rf"{root}/dev/c.jsonl:5: turn 1 has role 'tool'"):
+        run_main(tmp_path, "--data", str(root), "--out", str(tmp_path / "run"))
+
+
+def test_a_mixture_file_through_train_with_its_initial_weights(tmp_path):
+    from test_bad_input import run_main, small_data
+
+    root = small_data(tmp_path / "data")
+    entries = [{"source": f"train/{name}", "dev": f"dev/{name}.jsonl", "weight": weight} for name, weight in (("a", 1), ("b", 3), ("c", 4))]
+    (root / "mix.yaml").write_text(json.dumps(entries))
+    out = run_main(tmp_path, "--data", str(root / "mix.yaml"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--mix", "static")
+    (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    assert update["weights_before"] == pytest.approx([1 / 8, 3 / 8, 4 / 8])
+    with pytest.raises(sources.DataError, match=r"--init-weights size and the weights in the mixture file"):
+        run_main(tmp_path, "--data", str(root / "mix.yaml"), "--out", str(tmp_path / "run2"), "--init-weights", "size")
