@@ -147,7 +147,8 @@ def normalised(part: Part, skip: bool, cache_dir: Path) -> datasets.Dataset:
     if part.kind == "files":
         stats = [(path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns) for path in part.files]
         path = cache / f"records-{_fingerprint(stats, fields, skip, part.label)}.arrow"
-        with FileLock(f"{path}.lock"):  # the first process writes it, the others wait and read it
+        # the first process writes it, the others wait and map it (or meet the same bad record: every rank stops alike)
+        with FileLock(f"{path}.lock"):
             if not path.exists():
                 partial = path.with_suffix(".partial")
                 try:
@@ -165,11 +166,13 @@ def normalised(part: Part, skip: bool, cache_dir: Path) -> datasets.Dataset:
     if missing:
         raise DataError(f"{part.label}: fields maps to {missing}, which {part.source!r} does not have (columns: {records.column_names})")
     fingerprint = _fingerprint(records._fingerprint, fields, skip, part.label)
-    return records.map(
-        _normalise_batch, batched=True, with_indices=True, remove_columns=records.column_names, features=ROW_FEATURES,
-        fn_kwargs={"fields": fields, "skip": skip, "label": part.label}, new_fingerprint=fingerprint,
-        cache_file_name=str(cache / f"records-{fingerprint}.arrow"), desc=f"reading {part.label}",
-    )
+    path = cache / f"records-{fingerprint}.arrow"
+    with FileLock(f"{path}.lock"):
+        return records.map(
+            _normalise_batch, batched=True, with_indices=True, remove_columns=records.column_names, features=ROW_FEATURES,
+            fn_kwargs={"fields": fields, "skip": skip, "label": part.label}, new_fingerprint=fingerprint,
+            cache_file_name=str(path), desc=f"reading {part.label}",
+        )
 
 
 class Conversations(Sequence):
@@ -206,8 +209,9 @@ def usable(rows: datasets.Dataset, name: str, split: str, part: Part) -> tuple[C
     if skipped:  # the usable rows, contiguous again (a filter alone leaves an indices mapping)
         records_file = Path(rows.cache_files[0]["filename"])
         cached = records_file.with_name(records_file.stem.replace("records-", "usable-"))
-        rows = rows.filter(lambda batch: [r == "" for r in batch], input_columns="reason", batched=True,
-                           cache_file_name=f"{cached}-indices.arrow").flatten_indices(cache_file_name=f"{cached}.arrow")
+        with FileLock(f"{cached}.lock"):
+            rows = rows.filter(lambda batch: [r == "" for r in batch], input_columns="reason", batched=True,
+                               cache_file_name=f"{cached}-indices.arrow").flatten_indices(cache_file_name=f"{cached}.arrow")
     if len(rows) == 0:
         raise DataError(f"{split} dataset {name!r} in {part.source} has no usable records "
                         f"({', '.join(f'{n} {r} (first: {first[r]})' for r, n in sorted(skipped.items())) or 'no records'})")

@@ -245,8 +245,7 @@ def main(args: Args) -> None:
     # --- tokenizer and data first: a missing chat template or a bad record stops the run before a large
     # model spends minutes loading; every record is rendered once (`check_renders`), on every rank alike
     tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
-    with accelerator.main_process_first():  # a first start writes the Arrow cache once; the other ranks map it
-        loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)
+    loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)  # every rank: one writes the cache, all map it
     unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
     train_sets = data.check_renders(tokenizer, loaded.train, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
     dev_sets = data.check_renders(tokenizer, loaded.dev, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])

@@ -1,6 +1,6 @@
 """Bad input stops a run with a message that names the file, line, dataset or setting, and corrupts nothing.
 
-Covered elsewhere: record formats, skipped records and train/dev name mismatch (test_data.py),
+Covered elsewhere: record formats, skipped records and train/dev name mismatch (test_sources.py),
 `--init-weights` / `--ref-loss` JSON validation (test_mixture.py), routers that return no indices
 (test_capture.py).
 """
