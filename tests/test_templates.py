@@ -271,3 +271,28 @@ def test_train_with_a_chat_template_saves_it_with_the_model(base_model, tmp_path
     assert isinstance(model, torch.nn.Module)
     prompt = chat_prompt(tokenizer, [{"role": "user", "content": "What is 2 + 2?"}])
     assert prompt.endswith("ASSISTANT:" if template == "vicuna" else "<|im_start|>assistant\n")
+
+
+def test_a_record_the_template_cannot_render_stops_both_ranks_naming_it(tmp_path):
+    """Two processes: every rank checks every record before training, so both stop at once with the same
+    message (no rank is left waiting in a collective for the other)."""
+    from test_distributed import run_two
+
+    folder = tmp_path / "data"
+    for name in ("code", "math", "reasoning"):
+        lines = (REPO / "data" / "demo" / "train" / name / "part-000.jsonl").read_text().splitlines()[:40]
+        if name == "reasoning":  # line 7: the first answer's reasoning, which the Qwen3-style template drops
+            lines.insert(6, json.dumps({"conversations": [
+                {"from": "human", "value": "q"}, {"from": "gpt", "value": "<think>r</think>a"},
+                {"from": "human", "value": "q2"}, {"from": "gpt", "value": "b"}]}))
+        (folder / "train" / name).mkdir(parents=True)
+        (folder / "train" / name / "part-000.jsonl").write_text("\n".join(lines) + "\n")
+        dev = (REPO / "data" / "demo" / "dev" / f"{name}.jsonl").read_text().splitlines()[:8]
+        (folder / "dev").mkdir(exist_ok=True)
+        (folder / "dev" / f"{name}.jsonl").write_text("\n".join(dev) + "\n")
+    result = run_two(tmp_path / "run", "--data", str(folder), "--chat-template", str(TEST_TEMPLATES / "qwen3_style.jinja"),
+                     "--max-steps", "2", "--micro-batch-size", "4", "--seq-len", "128")
+    assert result.returncode != 0
+    where = folder / "train" / "reasoning" / "part-000.jsonl"
+    message = f"{where}:7: dataset 'reasoning': the chat template cannot render this record: the chat template does not render assistant turn 1's content"
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # each rank, by itself
