@@ -6,8 +6,8 @@
     python scripts/pseudo_domains.py --input big.jsonl --k 8 --field instruction --out data/big_k8
     accelerate launch train.py --data data/orca_k4
 
-`--input` is one dataset in any record format train.py's --data reads: a .jsonl file, a folder of them
-(`train/<name>/`), or a data folder (`train/` and `dev/`) with `--dataset` naming one of its datasets (or
+`--input` is one dataset in any record and file format train.py's --data reads: a file (.jsonl, .jsonl.gz,
+.json, .parquet), a folder of them (`train/<name>/`), or a data folder (`train/` and `dev/`) with `--dataset` naming one of its datasets (or
 holding only one). Each record is embedded by its first user turn (or `--field`, a string field of the
 raw record) with the sentence-embedding model of embeddings.py (default all-MiniLM-L6-v2, offline), and
 k-means (scikit-learn, seeded) assigns it to a cluster. Clusters are named `cluster_<i>`, numbered in the
@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as `python scripts/pseudo_domains.py`
 
 import embeddings  # noqa: E402
 import sources  # noqa: E402
+from records import dataset_files as files_below  # noqa: E402
 
 EXAMPLE_TITLES = 5
 """Example prompts shown per cluster in the report."""
@@ -49,7 +50,7 @@ class Args:
     """Cluster one dataset into k pseudo-datasets and write them as a routemix data folder."""
 
     input: Path
-    """One dataset: a .jsonl file, a folder of .jsonl files, or a data folder (train/, dev/) with --dataset."""
+    """One dataset: a data file, a folder of data files, or a data folder (train/, dev/) with --dataset."""
     k: int
     """Number of clusters (pseudo-datasets)."""
     out: Path
@@ -84,9 +85,9 @@ def dataset_files(args: Args) -> tuple[list[Path], list[Path]]:
         if name not in train:
             raise ValueError(f"--input {path} holds the datasets {sorted(train)}: pass --dataset with one of them")
         return train[name], dev.get(name, [])
-    files = sorted(path.glob("*.jsonl"))
+    files = files_below(path)  # every file format --data reads
     if not files:
-        raise ValueError(f"--input {path} holds no .jsonl files and no train/ folder")
+        raise ValueError(f"--input {path} holds no data files and no train/ folder")
     return files, []
 
 
