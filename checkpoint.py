@@ -11,6 +11,11 @@ written by every rank, routemix's own state as one JSON file per rank (`routemix
 the sampler, the packing stream, counters, the run's fingerprint), and last the `COMPLETE` marker.
 A folder without the marker is an interrupted save and never counts. routemix's state is JSON rather
 than accelerate's `register_for_checkpointing`, which loads with `torch.load(weights_only=False)`.
+
+A checkpoint is also a model: its `model.safetensors` holds the weights under the model's own names (not
+DDP's or torch.compile's prefixed ones: `use_model_keys`), and the main process writes the model's config,
+generation config and tokenizer beside them (`write_model_files`; a LoRA run writes its adapter instead), so
+`from_pretrained(checkpoint)` and `eval.*` load it. FSDP and DeepSpeed checkpoints hold sharded weights.
 """
 
 from __future__ import annotations
@@ -60,13 +65,46 @@ def find(out: Path, resume: str) -> Path | None:
     return path
 
 
-def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int) -> Path:
+def use_model_keys(accelerator: Accelerator) -> None:
+    """Save and load the model's weights in checkpoints under the model's own parameter names, which is what
+    `from_pretrained` reads; accelerate would save the wrapper's (DDP: `module.`, torch.compile: `_orig_mod.`).
+    Call once after `prepare`. FSDP and DeepSpeed save their own formats and are left alone (accelerate hands
+    these hooks no weights and no models for them)."""
+
+    def save_hook(models, weights, _folder):
+        for i in range(len(weights)):  # empty under FSDP and DeepSpeed
+            weights[i] = accelerator.unwrap_model(models[i], keep_torch_compile=False).state_dict()
+
+    def load_hook(models, _folder):
+        for i, model in enumerate(models):
+            models[i] = accelerator.unwrap_model(model, keep_torch_compile=False)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def write_model_files(folder: Path, model, tokenizer) -> None:
+    """What makes `folder` loadable as a model besides its weights: config, generation config and tokenizer;
+    for a LoRA model (a peft `PeftModel`), the adapter (config and weights, small) and the tokenizer."""
+    if hasattr(model, "peft_config"):  # LoRA
+        model.save_pretrained(folder, safe_serialization=True)  # adapter_config.json, adapter_model.safetensors
+    else:
+        model.config.save_pretrained(folder)
+        if model.can_generate():
+            model.generation_config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int, model=None, tokenizer=None) -> Path:
     """Write checkpoint `step` on every rank (accelerate's state, then this rank's `state` as JSON), mark it
-    complete once every rank is done, and delete all but the newest `keep` complete checkpoints."""
+    complete once every rank is done, and delete all but the newest `keep` complete checkpoints. With `model`
+    and `tokenizer`, the main process also writes the files that make the checkpoint a model (`write_model_files`)."""
     folder = out / "checkpoints" / f"step_{step}"
     accelerator.save_state(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(state_file(folder, accelerator.process_index), json.dumps(state))
+    if model is not None and accelerator.is_main_process:
+        write_model_files(folder, accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_atomic(folder / COMPLETE, "")

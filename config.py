@@ -62,6 +62,18 @@ class Args:
     aux_loss_coef: float = 0.0
     """Weight of the model's MoE load-balancing loss (0 = off), computed over real tokens only (padding never counts)."""
 
+    # --- LoRA (peft): train low-rank adapters instead of all weights
+    lora_r: int = 0
+    """LoRA rank; 0 trains all weights. Routers are never adapted and stay frozen."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator: the update is (alpha / r) * B @ A."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input (nn.Linear targets only: peft has none for fused 3-D expert parameters)."""
+    lora_target_modules: tuple[str, ...] = ("all",)
+    """What gets adapters: `all` (every nn.Linear but the LM head and the routers, and every fused 3-D expert
+    parameter such as `experts.gate_up_proj`), or names matched against the end of module/parameter names,
+    e.g. `q_proj k_proj v_proj o_proj gate_up_proj down_proj`."""
+
     # --- the mixture
     mix: Literal["dynamic", "static", "refloss", "random", "random-batch", "cycle"] = "dynamic"
     """How sampling weights change each period: `dynamic` (routing redundancy, the paper), `static`, `refloss`
@@ -93,7 +105,11 @@ class Args:
 
     # --- logging and checkpoints
     log_every: int = 10
-    """Optimizer steps between log lines (metrics.jsonl, TensorBoard)."""
+    """Optimizer steps between log lines (metrics.jsonl and the trackers)."""
+    report_to: Literal["tensorboard", "wandb", "mlflow", "all", "none"] = "tensorboard"
+    """Where scalars and the routing heatmap go besides metrics.jsonl and mixture.jsonl: `tensorboard` (offline,
+    in `<out>/tensorboard`), `wandb`, `mlflow` (both set up by their own environment variables, e.g. WANDB_MODE,
+    MLFLOW_TRACKING_URI), `all` (every one of these that is installed) or `none`."""
     save_every: int = 100
     """Optimizer steps between checkpoints (the last step always saves); `plots/` is redrawn at each."""
     keep_checkpoints: int = 2
@@ -101,6 +117,9 @@ class Args:
     resume: str = "auto"
     """`auto`: continue from the newest complete checkpoint in `out`; `none`: start fresh (refuses a used `out`);
     or a checkpoint folder."""
+    push_to_hub: str | None = None
+    """Hub repo id (`user/name`) to upload `final/` to at the end, model card included (huggingface_hub's token:
+    HF_TOKEN or `hf auth login`)."""
     skip_bad_records: bool = False
     """Skip the records that otherwise stop the run (malformed lines, invalid UTF-8, non-text content, tool use,
     what the chat template cannot render), counted and reported, instead of stopping."""
@@ -121,6 +140,8 @@ def resolve_defaults(args: Args) -> Args:
     args.probe_every = args.probe_every or (25 if tiny else 100)
     args.probe_batches = args.probe_batches or (3 if tiny else 5)
     args.out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if args.lora_r and not args.freeze_router:
+        raise SystemExit("--no-freeze-router with --lora-r: under LoRA the routers are never adapted and stay frozen")
     if args.mix == "refloss" and args.ref_loss is None:
         raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
     return args

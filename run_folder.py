@@ -1,15 +1,21 @@
-"""The run folder's logs: `metrics.jsonl`, `mixture.jsonl`, TensorBoard and `plots/`, written by the main
+"""The run folder's logs: `metrics.jsonl`, `mixture.jsonl`, `plots/` and the trackers (TensorBoard in
+`tensorboard/` by default; Weights & Biases, MLflow) through accelerate's tracker API, written by the main
 process, continued (not duplicated) by a resumed run. Checkpoints live in checkpoint.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
-from torch.utils.tensorboard import SummaryWriter
+from accelerate.tracking import GeneralTracker, MLflowTracker, TensorBoardTracker, WandBTracker
+from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
 
 import plots
+
+TRACKERS = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available, "mlflow": is_mlflow_available}
+PROJECT = "routemix"  # the W&B project and MLflow experiment; each run is named after its folder
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -31,43 +37,84 @@ def truncate_jsonl(path: Path, step: int) -> None:
         write_atomic(path, "".join(line + "\n" for line in lines))
 
 
+def trackers(report_to: str, out: Path) -> list[GeneralTracker] | None:
+    """The trackers of `--report-to` (`tensorboard`, `wandb`, `mlflow`, `all` = every one installed, or `none`),
+    for `Accelerator(log_with=...)`; `RunLog` starts them. A tracker asked for by name that is not installed
+    stops the run here (accelerate would drop it without a word)."""
+    names = [name for name, available in TRACKERS.items() if available()] if report_to == "all" else (
+        [] if report_to == "none" else [report_to])
+    for name in names:
+        if not TRACKERS[name]():
+            raise SystemExit(f"--report-to {name}: the {name} package is not installed (pip install {name})")
+    made = {
+        "tensorboard": lambda: TensorBoardTracker("tensorboard", out),  # logs to out/tensorboard
+        "wandb": lambda: WandBTracker(PROJECT, name=out.name, dir=str(out), resume="allow"),
+        "mlflow": lambda: MLflowTracker(PROJECT, run_name=out.name),
+    }
+    return [made[name]() for name in names] or None  # None: accelerate warns about an empty list
+
+
+def continue_trackers(accelerator, out: Path, step: int, config: dict) -> None:
+    """Start `accelerator`'s trackers (main process) so that a resumed run continues the same tracker runs.
+
+    TensorBoard starts with `purge_step`: readers drop the events a killed run logged after `step`, so the
+    resumed steps appear once. W&B and MLflow continue the run whose id `trackers.json` holds; W&B ignores
+    steps it has seen already, MLflow records them again (a bitwise resume logs the same values)."""
+    ids_file = out / "trackers.json"
+    ids = json.loads(ids_file.read_text()) if step > 0 and ids_file.exists() else {}
+    for tracker in accelerator.log_with:
+        if isinstance(tracker, TensorBoardTracker):
+            tracker.init_kwargs["purge_step"] = step or None
+        elif isinstance(tracker, WandBTracker):
+            tracker.init_kwargs["id"] = ids.get("wandb") or uuid.uuid4().hex[:16]
+        elif isinstance(tracker, MLflowTracker):
+            tracker.run_id = ids.get("mlflow")
+    accelerator.init_trackers(PROJECT)
+    for tracker in accelerator.trackers:
+        if tracker.name == "wandb":
+            ids["wandb"] = tracker.run.id
+        elif tracker.name == "mlflow":
+            ids["mlflow"] = tracker.active_run.info.run_id
+        if tracker.name != "tensorboard" and step == 0:  # config.json has it for TensorBoard readers
+            tracker.store_init_configuration(json.loads(json.dumps(config, default=str)))  # paths as strings
+    if ids:
+        write_atomic(ids_file, json.dumps(ids))
+
+
 class RunLog:
     """What the main process writes about a run; on the other ranks (`enabled=False`) every method does nothing.
 
-    Started at `step` > 0 (a resume), it first drops the lines logged after that step, and TensorBoard
-    purges its events after it, so the resumed run's logs read as one uninterrupted run.
+    Started at `step` > 0 (a resume), it first drops the lines logged after that step, and the trackers
+    continue their runs (`continue_trackers`), so the resumed run's logs read as one uninterrupted run.
+    Scalars go to every tracker of `--report-to` through `accelerator.log`.
     """
 
-    def __init__(self, out: Path, names: list[str], distance: str, enabled: bool, step: int = 0):
-        self.out, self.names, self.distance, self.enabled = out, names, distance, enabled
-        self.writer = None
-        if enabled:
+    def __init__(self, out: Path, names: list[str], distance: str, accelerator, step: int = 0, config: dict | None = None):
+        self.out, self.names, self.distance, self.accelerator = out, names, distance, accelerator
+        self.enabled = accelerator.is_main_process
+        if self.enabled:
             for log in ("metrics.jsonl", "mixture.jsonl"):
                 truncate_jsonl(out / log, step)
-            self.writer = SummaryWriter(out / "tensorboard", purge_step=step or None)
+            continue_trackers(accelerator, out, step, config or {})
 
     def metrics(self, record: dict, grad_norm: float) -> None:
         """One training log line: `metrics.jsonl` and the `losses/train`, `charts/...` scalars."""
         if not self.enabled:
             return
         append_jsonl(self.out / "metrics.jsonl", record)
-        step = record["step"]
-        self.writer.add_scalar("losses/train", record["loss"], step)
-        self.writer.add_scalar("charts/lr", record["lr"], step)
-        self.writer.add_scalar("charts/tokens_per_s", record["tokens_per_s"], step)
-        self.writer.add_scalar("charts/grad_norm", grad_norm, step)
+        self.accelerator.log({"losses/train": record["loss"], "charts/lr": record["lr"],
+                              "charts/tokens_per_s": record["tokens_per_s"], "charts/grad_norm": grad_norm}, step=record["step"])
 
     def mixture(self, record: dict) -> None:
         """One weight update (a record of `train.reweight`): `mixture.jsonl` and the `mixture/...` scalars."""
         if not self.enabled:
             return
         append_jsonl(self.out / "mixture.jsonl", record)
-        step = record["step"]
+        scalars = {"charts/probe_seconds": record["seconds"]}
         for i, name in enumerate(record["names"]):
-            self.writer.add_scalar(f"mixture/weight_{name}", record["weights_after"][i], step)
-            self.writer.add_scalar(f"mixture/delta_{name}", record["delta"][i], step)
-            self.writer.add_scalar(f"losses/dev_{name}", record["dev_loss"][i], step)
-        self.writer.add_scalar("charts/probe_seconds", record["seconds"], step)
+            scalars |= {f"mixture/weight_{name}": record["weights_after"][i], f"mixture/delta_{name}": record["delta"][i],
+                        f"losses/dev_{name}": record["dev_loss"][i]}
+        self.accelerator.log(scalars, step=record["step"])
 
     def plots(self, history: list[tuple[int, list[float]]], record: dict | None) -> None:
         """`plots/` and the TensorBoard routing heatmap, from the weight history and the latest update record.
@@ -78,8 +125,17 @@ class RunLog:
         plots.plot_weights(history, self.names, folder / "weights.png")
         heatmap = plots.plot_routing(record["histograms"], self.names, folder / "routing.png")
         plots.plot_pairwise(record["pairwise"], self.names, self.distance, folder / "pairwise.png")
-        self.writer.add_image("mixture/routing", heatmap, record["step"], dataformats="HWC")
+        for tracker in self.accelerator.trackers:  # each tracker takes images its own way
+            if tracker.name == "tensorboard":
+                tracker.log_images({"mixture/routing": heatmap[None]}, record["step"], dataformats="NHWC")
+            elif tracker.name == "wandb":
+                tracker.log_images({"mixture/routing": [heatmap]}, record["step"])
+            elif tracker.name == "mlflow":
+                tracker.log_artifact(str(folder / "routing.png"), artifact_path=f"routing/step_{record['step']}")
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Flush and close the trackers (accelerate's `end_training` would too, later)."""
+        if self.enabled:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers = []

@@ -40,9 +40,11 @@ import checkpoint  # noqa: E402
 import data  # noqa: E402
 import distributed  # noqa: E402
 import mixture  # noqa: E402
+import model_card  # noqa: E402
 import routing  # noqa: E402
+import run_folder  # noqa: E402
 import sources  # noqa: E402
-from models import TargetHead, checkpoint_dtype, load_model, load_tokenizer  # noqa: E402
+from models import TargetHead, checkpoint_dtype, load_model, load_tokenizer, lora  # noqa: E402
 from models.export import save_final  # noqa: E402
 from models.families import BalanceLoss, moe_block_classes  # noqa: E402
 from run_folder import RunLog, write_atomic  # noqa: E402
@@ -219,8 +221,11 @@ def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torc
 
 def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, float], out: Path, dtype: torch.dtype) -> Path:
     """The trained model as `out/final` in `dtype` (the checkpoint's own), loadable with `from_pretrained`, with its
-    tokenizer and final weights. Every rank takes part: FSDP2 and ZeRO-3 gather the shards (models/export.py)."""
+    tokenizer and final weights. Every rank takes part: FSDP2 and ZeRO-3 gather the shards (models/export.py).
+    A LoRA run's `final/` holds the adapter merged into the weights, and `final/adapter/` the adapter itself."""
     final = out / "final"
+    if lora.is_adapted(accelerator.unwrap_model(model)):
+        model = lora.save_adapter_and_merge(accelerator, model, tokenizer, final)
     save_final(accelerator, model, tokenizer, final, dtype)
     if accelerator.is_main_process:
         (final / "mixture_weights.json").write_text(json.dumps(weights, indent=2))
@@ -236,6 +241,7 @@ def main(args: Args) -> None:
         gradient_accumulation_steps=args.grad_accum,
         mixed_precision="bf16" if args.bf16 else "no",
         step_scheduler_with_optimizer=False,  # we step the LR schedule once per optimizer step ourselves
+        log_with=run_folder.trackers(args.report_to, args.out),
     )
     distributed.check_launch(accelerator)
     distributed.check_skip_nonfinite(accelerator, args.skip_nonfinite)
@@ -276,6 +282,8 @@ def main(args: Args) -> None:
     routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
     if args.freeze_router:
         routing.freeze_routers(model, routers)
+    if args.lora_r:  # peft keeps the router and LM-head modules, so the hooks below find them in the PeftModel
+        model = lora.wrap(model, tokenizer, args, routers + routing.other_routers(model), out, accelerator)
     head = TargetHead(model)  # logits only where there is a target (BENCHMARKS.md: what it saves)
     balance = BalanceLoss(model, args.router_pattern) if args.aux_loss_coef > 0 else None  # or stops: no such loss
     if args.gradient_checkpointing:
@@ -293,6 +301,7 @@ def main(args: Args) -> None:
     distributed.fill_deepspeed_auto_values(accelerator, args.micro_batch_size, args.max_grad_norm)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     distributed.drop_fp32_output_conversion(accelerator, model)  # bf16 logits stay bf16; the loss upcasts in chunks
+    checkpoint.use_model_keys(accelerator)  # checkpoints are models too: from_pretrained reads their weights
 
     # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
     fingerprint, step, tokens_seen = run_fingerprint(args, sizes), 0, 0
@@ -301,7 +310,7 @@ def main(args: Args) -> None:
         sampler.load_state_dict(state["sampler"])
         stream.load_state_dict(state["stream"])
         step, tokens_seen = state["step"], state["tokens"]
-    log = RunLog(out, names, args.distance, enabled=is_main, step=step)
+    log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args))
     debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
     if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training
@@ -355,10 +364,12 @@ def main(args: Args) -> None:
             log.plots(sampler.history, record)
             checkpoint.save(accelerator, out, step, keep=args.keep_checkpoints, state={
                 "step": step, "tokens": tokens_seen, "fingerprint": fingerprint,
-                "sampler": sampler.state_dict(), "stream": stream.state_dict()})
+                "sampler": sampler.state_dict(), "stream": stream.state_dict()}, model=model, tokenizer=tokenizer)
     progress.close()
 
     final = export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
+    if is_main:  # final/README.md, what a user pushes to the hub as is (and --push-to-hub does)
+        model_card.publish(final, args, sizes, dev_sets, sampler.history, record)
     log.close()
     if is_main:
         truncated = dict(stream.truncated)

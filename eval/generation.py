@@ -1,7 +1,9 @@
 """Loading a checkpoint for evaluation and batched text generation from it.
 
-A checkpoint is a Hugging Face folder (`<run>/final/`): model.safetensors, config.json and
-tokenizer files with a chat template. It loads in bfloat16 on CUDA and float32 on CPU.
+A checkpoint is a Hugging Face folder (`<run>/final/`, or an intermediate `<run>/checkpoints/step_N/`):
+model.safetensors, config.json and tokenizer files with a chat template, or a LoRA adapter
+(adapter_config.json naming its base model, adapter_model.safetensors, tokenizer files), which
+transformers loads onto its base through peft. It loads in bfloat16 on CUDA and float32 on CPU.
 Generation pads on the left, batches prompts of similar length together, and stops at the
 checkpoint's end-of-sequence tokens and at caller-given stop strings.
 """
@@ -29,13 +31,24 @@ def load_checkpoint(path: Path | str, trust_remote_code: bool = False):
     routemix's model ports register themselves with the Auto classes when `models` is imported."""
     if importlib.util.find_spec("models") is not None:
         importlib.import_module("models")
+    path = Path(path)
+    if path.is_dir() and not any((path / name).exists() for name in ("config.json", "adapter_config.json")):
+        sharded = [p.name for p in path.iterdir() if p.name.startswith(("pytorch_model_fsdp", "pytorch_model"))]
+        raise ValueError(
+            f"{path} holds no config.json or adapter_config.json, so it is not a model folder"
+            + (f"; its weights are sharded ({', '.join(sorted(sharded))}: FSDP or DeepSpeed): merge them first, e.g. "
+               f"`accelerate merge-weights {path / sharded[0]} MERGED`, or evaluate the run's final/" if sharded else "")
+        )
     device, dtype = device_and_dtype()
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    model, info = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
     )
+    if info["missing_keys"]:  # from_pretrained would go on with freshly initialised weights: a silent wrong result
+        missing = sorted(info["missing_keys"])
+        raise ValueError(f"{path}: {len(missing)} weights of the model are not in the checkpoint ({', '.join(missing[:3])}, ...)")
     return model.to(device).eval(), tokenizer
 
 

@@ -53,8 +53,11 @@ class EvalResult:
 
 
 def run_name(checkpoint: Path | str) -> str:
-    """`runs/dynamic-mix/final` -> "dynamic-mix"; any other folder -> its own name."""
+    """`runs/dynamic-mix/final` -> "dynamic-mix"; `runs/dynamic-mix/checkpoints/step_200` -> "dynamic-mix-step_200"
+    (a trajectory's points stay apart); any other folder -> its own name."""
     path = Path(checkpoint).resolve()
+    if path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}-{path.name}"
     return path.parent.name if path.name == "final" else path.name
 
 

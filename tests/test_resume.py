@@ -9,6 +9,7 @@ import time
 
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from launch import ENV, REPO, TINY_RUN, launch_command, run_train
 from test_bad_input import run_main
@@ -31,8 +32,17 @@ train.main(tyro.cli(train.Args))
 """
 
 
+def tensorboard_scalars(out) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar as TensorBoard shows it (its reader drops what a resume purged), but the wall-clock ones."""
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+            if tag not in ("charts/tokens_per_s", "charts/probe_seconds")}
+
+
 def comparable(out):
-    """Everything a resumed run must reproduce: per-step losses, mixture updates, final weights and model."""
+    """Everything a resumed run must reproduce: per-step losses, mixture updates, final weights and model, and
+    TensorBoard's scalars (each step once: nothing a killed run logged after its checkpoint shows twice)."""
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for record in metrics:
         del record["tokens_per_s"]  # wall-clock
@@ -41,13 +51,15 @@ def comparable(out):
         del record["seconds"]  # wall-clock
     weights = json.loads((out / "final" / "mixture_weights.json").read_text())
     model = load_file(out / "final" / "model.safetensors")
-    return metrics, updates, weights, model
+    return metrics, updates, weights, model, tensorboard_scalars(out)
 
 
 def assert_same_run(a, b):
-    metrics_a, updates_a, weights_a, model_a = a
-    metrics_b, updates_b, weights_b, model_b = b
+    metrics_a, updates_a, weights_a, model_a, scalars_a = a
+    metrics_b, updates_b, weights_b, model_b, scalars_b = b
     assert [m["step"] for m in metrics_b] == list(range(1, 25))
+    assert [step for step, _ in scalars_b["losses/train"]] == list(range(1, 25))
+    assert scalars_a == scalars_b
     assert metrics_a == metrics_b  # bitwise: floats compare exactly
     assert updates_a == updates_b
     assert weights_a == weights_b
