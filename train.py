@@ -368,10 +368,9 @@ def main(args: Args) -> None:
     progress.close()
 
     final = export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
-    if is_main:  # final/README.md, what a user pushes to the hub as is (and --push-to-hub does)
-        model_card.publish(final, args, sizes, dev_sets, sampler.history, record)
     log.close()
     if is_main:
+        model_card.publish(final, args, sizes, dev_sets, sampler.history, record)  # final/README.md; --push-to-hub
         truncated = dict(stream.truncated)
         print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
               + (f", truncated examples {truncated}" if truncated else "") + f"\nmodel in {final}")
