@@ -150,6 +150,17 @@ def test_two_processes_stay_in_sync_and_resume_exactly(tmp_path, ddp_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoints/step_4 at step 4" in result.stdout
     assert_same_run(comparable(killed), expected)
+    # a DDP checkpoint is a model too: its weights under the model's own names (accelerate would save DDP's
+    # `module.`-prefixed ones, and from_pretrained would initialise the model afresh), equal to final/
+    from transformers import AutoModelForCausalLM
+
+    step_8 = load_file(killed / "checkpoints" / "step_8" / "model.safetensors")
+    assert not [k for k in step_8 if k.startswith("module.")]
+    ids = torch.arange(24).reshape(2, 12)
+    with torch.no_grad():
+        logits = [AutoModelForCausalLM.from_pretrained(path).eval()(input_ids=ids).logits
+                  for path in (killed / "checkpoints" / "step_8", killed / "final")]
+    assert torch.equal(*logits)
 
     # killed inside the step-8 save (both ranks' files written, the marker not yet): launched again, the
     # incomplete checkpoint is removed and the run resumes from step 4

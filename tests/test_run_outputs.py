@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM
 
@@ -88,6 +89,12 @@ def test_every_checkpoint_is_a_model_for_eval_and_from_pretrained(run, tmp_path)
     shutil.copytree(step_3, bare)
     (bare / "config.json").unlink()
     with pytest.raises(ValueError, match="holds no config.json or adapter_config.json"):
+        load_checkpoint(bare)
+    # ... and so are weights under other names (DDP's `module.` prefix, as accelerate alone would save them)
+    shutil.copyfile(step_3 / "config.json", bare / "config.json")
+    weights = load_file(bare / "model.safetensors")
+    save_file({f"module.{k}": v for k, v in weights.items()}, bare / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"weights of the model are not in the checkpoint \(lm_head.weight"):
         load_checkpoint(bare)
 
 
