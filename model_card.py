@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 # the flags that shape the result (everything else is logging, paths and plumbing)
-FLAGS = ("model", "data", "max_steps", "micro_batch_size", "seq_len", "grad_accum", "lr", "warmup_ratio",
+FLAGS = ("model", "chat_template", "data", "max_steps", "micro_batch_size", "seq_len", "grad_accum", "lr", "warmup_ratio",
          "weight_decay", "bf16", "freeze_router", "aux_loss_coef", "mix", "init_weights", "probe_every", "probe_batches",
          "probe_tokens", "layers", "distance", "agg", "eta", "c", "seed")
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
@@ -66,7 +66,7 @@ def render(args, sizes: dict[str, int], dev_sizes: dict[str, int], history: list
 
     config = asdict(args)
     text += "\n## Training flags\n\n" + _table(["flag", "value"], [[f"`--{k.replace('_', '-')}`", f"`{config[k]}`"]
-                                                                    for k in FLAGS + (LORA_FLAGS if lora else ())])
+                                                                    for k in FLAGS + (LORA_FLAGS if lora else ()) if k in config])
     where = getattr(args, "push_to_hub", None) or "path/to/final"
     text += ("\n## Use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
              f'model = AutoModelForCausalLM.from_pretrained("{where}")\n'

@@ -57,14 +57,15 @@ def trackers(report_to: str, out: Path) -> list[GeneralTracker] | None:
 def continue_trackers(accelerator, out: Path, step: int, config: dict) -> None:
     """Start `accelerator`'s trackers (main process) so that a resumed run continues the same tracker runs.
 
-    TensorBoard starts with `purge_step`: readers drop the events a killed run logged after `step`, so the
-    resumed steps appear once. W&B and MLflow continue the run whose id `trackers.json` holds; W&B ignores
+    TensorBoard starts with `purge_step` = `step + 1`, the first step the resumed run logs: readers drop the
+    events a killed run logged from there on (`step` itself was logged before its checkpoint), so every step
+    appears once. W&B and MLflow continue the run whose id `trackers.json` holds; W&B ignores
     steps it has seen already, MLflow records them again (a bitwise resume logs the same values)."""
     ids_file = out / "trackers.json"
     ids = json.loads(ids_file.read_text()) if step > 0 and ids_file.exists() else {}
     for tracker in accelerator.log_with:
         if isinstance(tracker, TensorBoardTracker):
-            tracker.init_kwargs["purge_step"] = step or None
+            tracker.init_kwargs["purge_step"] = step + 1 if step else None
         elif isinstance(tracker, WandBTracker):
             tracker.init_kwargs["id"] = ids.get("wandb") or uuid.uuid4().hex[:16]
         elif isinstance(tracker, MLflowTracker):

@@ -4,6 +4,7 @@ TensorBoard runs for real in tests/test_run_outputs.py and tests/test_resume.py 
 resume). wandb and mlflow are not installed for the tests: their accelerate tracker objects are built and
 wired for real, and only their `start`/`log` (the calls into those packages) are stood in for."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -90,3 +91,23 @@ def test_wandb_and_mlflow_get_the_scalars_and_heatmap_and_continue_their_runs_on
     assert calls[0][0] == "wandb.init" and calls[0][2]["id"] == ids["wandb"]
     assert calls[1] == ("mlflow.start_run", "routemix", "my-run", "mlflow-run-1")
     assert not [c for c in calls if c[0] in ("wandb.config", "mlflow.params")]
+
+
+def test_tensorboard_after_a_resume_shows_each_step_once(tmp_path):
+    """A run killed after logging step 6 resumes from its step-4 checkpoint and logs 5..8 again: TensorBoard's
+    reader drops the first 5 and 6 (purge_step), so each step shows once, with the resumed run's values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def log_steps(step, steps, loss):
+        log = RunLog(tmp_path, NAMES, "cos", accelerator_for("tensorboard", tmp_path), step=step)
+        for s in steps:
+            log.metrics({"step": s, "loss": loss + s, "lr": 0.1, "tokens_per_s": 1.0}, grad_norm=1.0)
+        log.close()
+
+    log_steps(0, range(1, 7), 0.0)
+    log_steps(4, range(5, 9), 100.0)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("losses/train")] == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 105),
+                                                                            (6, 106), (7, 107), (8, 108)]
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == list(range(1, 9))
