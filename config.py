@@ -56,7 +56,9 @@ class Args:
     """Recompute each decoder layer's activations in the backward instead of keeping them (transformers' activation
     checkpointing, on every engine): less memory, a slower step; the same losses and gradients."""
     attn_implementation: str | None = None
-    """Attention kernel (default: flash_attention_2 on CUDA when flash-attn is installed, else sdpa)."""
+    """Attention kernel: eager, sdpa, flex_attention (trains on CUDA only; on CPU with --probe-only), flash_attention_2/3.
+    Default: flash_attention_2 on CUDA when flash-attn is installed and right for the model, else sdpa; a kernel the model
+    lacks or that would be wrong on packed rows is refused (GPT-OSS: eager on CPU, flex_attention on CUDA)."""
     freeze_router: bool = True
     """Keep the router weights fixed, as in the paper, so routing stays a stable representation of the data."""
     aux_loss_coef: float = 0.0

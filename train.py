@@ -44,7 +44,7 @@ import model_card  # noqa: E402
 import routing  # noqa: E402
 import run_folder  # noqa: E402
 import sources  # noqa: E402
-from models import TargetHead, checkpoint_dtype, load_model, load_tokenizer, lora  # noqa: E402
+from models import TargetHead, attention, checkpoint_dtype, load_model, load_tokenizer, lora  # noqa: E402
 from models.export import save_final  # noqa: E402
 from models.families import BalanceLoss, moe_block_classes  # noqa: E402
 from run_folder import RunLog, write_atomic  # noqa: E402
@@ -101,6 +101,7 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
     """
     model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
+    config = accelerator.unwrap_model(model).config
     histograms, loss_sums, loss_tokens, counted = [], [], [], []
     with dev.capture:
         for name in sorted(dev.batches):
@@ -111,9 +112,9 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
             for b in range(rank, math.ceil(len(batches) / world) * world, world):
                 mine = b < len(batches)
                 cpu_batch = batches[b if mine else 0]
-                batch = {key: value.to(accelerator.device) for key, value in cpu_batch.items()}
+                batch = {key: cpu_batch[key].to(accelerator.device) for key in ("labels", "token_mask")}
                 with dev.head.on(cpu_batch["labels"], accelerator.device) as targets:
-                    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+                    logits = model(**attention.packed_inputs(config, cpu_batch, accelerator.device)).logits
                 mask = batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX) if dev.response_only else batch["token_mask"]
                 histogram = histogram + dev.capture.histogram(mask & mine)  # num_experts is known after a forward
                 if mine:
@@ -188,13 +189,14 @@ def forward_backward(model, head: TargetHead, micro_batches: list[dict], acceler
     global_tokens = int(accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), reduction="sum"))
     scale = accelerator.gradient_accumulation_steps * accelerator.num_processes / max(global_tokens, 1)
     loss_sum = torch.zeros((), device=accelerator.device)
+    config = accelerator.unwrap_model(model).config
     for cpu_batch in micro_batches:
-        batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in cpu_batch.items()}
         with accelerator.accumulate(model):
             balance_on = balance.on(cpu_batch["token_mask"]) if balance else nullcontext({})
             with head.on(cpu_batch["labels"], accelerator.device) as targets, balance_on as extra:
-                outputs = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
-            token_loss = head.loss_sum(outputs.logits, targets, batch["labels"])
+                # input_ids, position_ids, and what the attention kernel needs to keep packed examples apart
+                outputs = model(**attention.packed_inputs(config, cpu_batch, accelerator.device), **extra)
+            token_loss = head.loss_sum(outputs.logits, targets, cpu_batch["labels"])
             loss = token_loss * scale
             if balance:
                 loss = loss + aux_loss_coef * balance.value(outputs)
@@ -278,7 +280,8 @@ def main(args: Args) -> None:
     export_dtype = checkpoint_dtype(args.model, args.trust_remote_code)  # the final model is saved in it
     model, _ = load_model(args.model, device=accelerator.device, seed=args.seed, tokenizer=tokenizer,
                           dtype=distributed.weights_dtype(accelerator, args.bf16, export_dtype),
-                          trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
+                          trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation,
+                          training=not args.probe_only)
     routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
     if args.freeze_router:
         routing.freeze_routers(model, routers)

@@ -21,6 +21,7 @@ the machine's own torch; BENCHMARKS.md says how to carry tyro to a machine witho
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -45,10 +46,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/gpu_check.py` puts benchmark
 
 import itertools
 
-import transformers
-from accelerate import Accelerator
-
 import data
+import distributed
 import routing
 import sources
 import train
@@ -125,12 +124,12 @@ def moe_config(vocab_size: int, layers: int, **overrides) -> transformers.Qwen3M
 
 
 def build(config, device: torch.device, seed: int = 0) -> torch.nn.Module:
-    """A random-init model built on `device` (fp32 weights: train.py's --bf16 is autocast over them), routers frozen."""
+    """A random-init model built on `device`, routers frozen; fp32 weights: what train.py's --bf16 trains on one
+    process (`distributed.weights_dtype`: bf16 autocast over float32 master weights)."""
     torch.manual_seed(seed)
     with torch.device(device):
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    for _, router in routing.find_routers(model):
-        router.requires_grad_(False)
+    routing.freeze_routers(model, routing.find_routers(model))
     return model
 
 
@@ -173,7 +172,7 @@ def packed_vs_separate(model, kernel: str, device: torch.device, lengths, seq_le
     attention.configure(model, device, kernel, training=False)
     batch, rows = packed_rows(lengths, seq_len, model.config.vocab_size)
     with autocast(device):
-        packed = model(**attention.packed_inputs(model.config, batch, device, torch.float32)).logits
+        packed = model(**attention.packed_inputs(model.config, batch, device)).logits
         control = model(input_ids=batch["input_ids"].to(device)).logits
         positions_only = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device)).logits
         separate, got, ctrl, own = [], [], [], []
@@ -197,7 +196,7 @@ def target_head_check(model, device: torch.device, lengths, seq_len: int) -> dic
     batch, _ = packed_rows(lengths, seq_len, model.config.vocab_size, seed=1)
     batch["labels"][:, ::3] = data.IGNORE_INDEX  # positions without a target, as prompts have
     head = TargetHead(model)
-    inputs = attention.packed_inputs(model.config, batch, device, torch.float32)
+    inputs = attention.packed_inputs(model.config, batch, device)
     with torch.no_grad(), autocast(device):
         full = token_loss_sum(model(**inputs).logits, batch["labels"].to(device))
         with head.on(batch["labels"], device) as targets:
@@ -209,21 +208,20 @@ def probe_histograms(model, kernels: list[str], device: torch.device, accelerato
     """`train.probe` on the same dev batches with every kernel, in fp32 and under bf16 autocast; differences from
     the first kernel as a share of all counted (token, expert) pairs, and for the negative control (no position_ids)."""
     args = SimpleNamespace(seq_len=seq_len, micro_batch_size=rows, probe_batches=1, probe_tokens="all")
-    batches = train.make_probe_batches(dev, tokenizer, args)
-    head = TargetHead(model)
-    capture = routing.RoutingCapture(routing.find_routers(model))
+    probe = train.DevProbe(train.make_probe_batches(dev, tokenizer, args), TargetHead(model),
+                           routing.RoutingCapture(routing.find_routers(model)), response_only=False)
     results = {}
     for precision in ("fp32", "bf16"):
         histograms = {}
         for kernel in kernels:
             attention.configure(model, device, kernel, training=False)
             with autocast(device) if precision == "bf16" else torch.autocast(device.type, enabled=False):
-                histograms[kernel] = train.probe(model, head, capture, batches, args, accelerator)[0]
+                histograms[kernel] = train.probe(model, probe, accelerator)[0]
         unpacked = {name: [{**b, "position_ids": torch.arange(seq_len).expand_as(b["position_ids"])} for b in bs]
-                    for name, bs in batches.items()}
+                    for name, bs in probe.batches.items()}
         attention.configure(model, device, kernels[0], training=False)
         with autocast(device) if precision == "bf16" else torch.autocast(device.type, enabled=False):
-            control = train.probe(model, head, capture, unpacked, args, accelerator)[0]
+            control = train.probe(model, dataclasses.replace(probe, batches=unpacked), accelerator)[0]
         reference = histograms[kernels[0]]
         total = reference.sum().item()
 
@@ -349,11 +347,15 @@ def ceiling_step(model, optimizer, rows: int, seq_len: int, config, device):
     return step
 
 
-def checkpoint_layers(model, on: bool) -> None:
-    """transformers' activation (gradient) checkpointing of every decoder layer (renamed in 5.2x; 5.1x has the old name)."""
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
-    enable() if on else disable()
+def checkpoint_layers(accelerator: Accelerator, model, on: bool) -> None:
+    """What `train.py --gradient-checkpointing` does (`distributed.enable_gradient_checkpointing`), or undoing it.
+    transformers 5.1x names it `gradient_checkpointing_enable` (5.2x: `activation_checkpointing_enable`)."""
+    if not on:
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
+    elif hasattr(model, "activation_checkpointing_enable"):
+        distributed.enable_gradient_checkpointing(accelerator, model)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def matmul_tflops(device: torch.device, dry_run: bool) -> float:
@@ -377,6 +379,7 @@ def speed(args: Args, device: torch.device, plan: Sizes, accelerator: Accelerato
     parameters = sum(p.numel() for p in model.parameters())
     head = TargetHead(model)
     model = accelerator.prepare(model)  # bf16 autocast around forward, as train.py
+    distributed.drop_fp32_output_conversion(accelerator, model)
     inner = accelerator.unwrap_model(model)
     train_sets, dev_sets = sources.load_train_dev(data_dir)
     sizes_ = {name: len(c) for name, c in train_sets.items()}
@@ -393,7 +396,7 @@ def speed(args: Args, device: torch.device, plan: Sizes, accelerator: Accelerato
             continue
         attention.configure(inner, device, kernel, training=True)
         if checkpointing:
-            checkpoint_layers(inner, True)
+            checkpoint_layers(accelerator, inner, True)
         optimizer = torch.optim.AdamW([p for p in inner.parameters() if p.requires_grad], lr=1e-5, fused=device.type == "cuda")
         try:
             if loop == "routemix":
@@ -410,7 +413,7 @@ def speed(args: Args, device: torch.device, plan: Sizes, accelerator: Accelerato
             optimizer.zero_grad(set_to_none=True)
             del optimizer
             if checkpointing:
-                checkpoint_layers(inner, False)
+                checkpoint_layers(accelerator, inner, False)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         result["runs"].append(run)
@@ -423,18 +426,18 @@ def probe_cost(model, inner, head, accelerator, dev_sets, tokenizer, args: Args,
     schedule, against routemix's step time with the same kernel."""
     attention.configure(inner, device, kernel, training=False)
     probe_args = SimpleNamespace(seq_len=args.seq_len, micro_batch_size=args.rows, probe_batches=PAPER_PROBE_BATCHES, probe_tokens="all")
-    batches = train.make_probe_batches(dev_sets, tokenizer, probe_args)
-    capture = routing.RoutingCapture(routing.find_routers(inner))
-    train.probe(model, head, capture, batches, probe_args, accelerator)  # warm-up
+    probe = train.DevProbe(train.make_probe_batches(dev_sets, tokenizer, probe_args), head,
+                           routing.RoutingCapture(routing.find_routers(inner)), response_only=False)
+    train.probe(model, probe, accelerator)  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    train.probe(model, head, capture, batches, probe_args, accelerator)
+    train.probe(model, probe, accelerator)
     synchronize(device)
     seconds = time.perf_counter() - start
     step = next((r["seconds_per_step"] for r in runs if r["loop"] == "routemix" and r["kernel"] == kernel
                  and not r["gradient_checkpointing"] and "seconds_per_step" in r), None)
     share = seconds / (seconds + PAPER_PROBE_EVERY * step) if step else None
-    return {"kernel": kernel, "batches": sum(len(b) for b in batches.values()), "seconds": seconds, "share_at_paper_schedule": share}
+    return {"kernel": kernel, "batches": sum(len(b) for b in probe.batches.values()), "seconds": seconds, "share_at_paper_schedule": share}
 
 
 # --------------------------------------------------------------------------- report

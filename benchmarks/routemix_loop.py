@@ -17,7 +17,8 @@ from benchmarks.clock import StepClock, peak_rss_mib
 
 
 def train_loop(
-    mix: str, probe_every: int, probe_batches: int, warmup: int, steps: int, rows: int, seq_len: int, data_dir: Path
+    mix: str, probe_every: int, probe_batches: int, warmup: int, steps: int, rows: int, seq_len: int, data_dir: Path,
+    attn_implementation: str | None = None,
 ) -> dict:
     """Throughput of `train.main` over `steps` steps after `warmup`; probes at every multiple of `probe_every`.
 
@@ -47,7 +48,7 @@ def train_loop(
             args = train.Args(
                 data=data_dir, out=Path(out) / "run", resume="none", mix=mix, probe_every=probe_every,
                 probe_batches=probe_batches, max_steps=warmup + steps + 1, save_every=10**9,
-                micro_batch_size=rows, seq_len=seq_len,
+                micro_batch_size=rows, seq_len=seq_len, attn_implementation=attn_implementation,
             )
             train.main(args)
     finally:

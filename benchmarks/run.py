@@ -32,12 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python benchmarks/run.py` puts benchmarks/ first on the path, not the repo
     sys.path.insert(0, str(REPO))
 
-from benchmarks import machine
+from benchmarks import long_mix, machine
 
-THROUGHPUT = ["routemix-static", "routemix-dynamic-paper", "routemix-dynamic-demo", "hf-trainer-padded", "trl-packed", "ceiling"]
+THROUGHPUT = ["routemix-static", "routemix-static-sdpa-varlen", "routemix-dynamic-paper", "routemix-dynamic-demo", "hf-trainer-padded",
+              "trl-packed", "ceiling"]
+LONG = ["routemix-static", "routemix-static-sdpa-varlen", "hf-trainer-padded", "trl-packed", "ceiling"]
+"""The configurations of `--long`: one packed 2,048-token row of long chats against the padded loop and the ceiling."""
 CONFIGS = THROUGHPUT + ["micro"]
 DESCRIPTIONS = {
     "routemix-static": "routemix loop, static uniform weights, no probes",
+    "routemix-static-sdpa-varlen": "the same with --attn-implementation sdpa_varlen (sdpa per packed example, no mask)",
     "routemix-dynamic-paper": "routemix loop, dynamic mixing, paper schedule (5 batches x k every 100 steps)",
     "routemix-dynamic-demo": "routemix loop, dynamic mixing, demo schedule (train.py tiny defaults)",
     "hf-trainer-padded": "paper's loop shape: HF Trainer, each example padded to seq-len, no packing",
@@ -68,8 +72,13 @@ class Args:
     """...at most this many times per configuration and repetition (then the last run counts, and the table shows it)."""
     threads: int = 2
     """`torch.set_num_threads` (and OMP_NUM_THREADS) of every configuration."""
+    long: bool = False
+    """Long packed rows: the long-chat mix of benchmarks/long_mix.py, routemix at one row of 2,048 tokens, the padded
+    loop at 4 rows padded to 2,048 (issue 17's shapes), the ceiling at 1 x 2,048; the configurations in LONG."""
     rows: int = 8
     """Rows per micro-batch (train.py's default)."""
+    padded_rows: int | None = None
+    """Rows per micro-batch of hf-trainer-padded (default: `rows`)."""
     seq_len: int = 256
     """Tokens per row (train.py's default for the tiny model)."""
     data: Path = REPO / "data" / "demo"
@@ -86,10 +95,14 @@ class Args:
 
 
 def resolve(args: Args) -> Args:
+    if args.long and args.child is None:
+        args.rows, args.seq_len, args.padded_rows = 1, 2048, 4
+        args.data = long_mix.write_long_mix(Path(tempfile.mkdtemp(prefix="routemix-long-mix-")))
+        args.only = args.only or LONG
     if args.quick:
         args.repeats, args.warmup, args.steps, args.rows, args.seq_len = 1, 1, 4, 4, 128
         args.max_wait_s, args.reruns = 0.0, 0
-    elif args.steps % PAPER_PROBE_EVERY:
+    elif args.child is None and args.steps % PAPER_PROBE_EVERY and any("dynamic" in c for c in args.only or CONFIGS):
         raise SystemExit(f"--steps must be a multiple of {PAPER_PROBE_EVERY} (the paper's probe period)")
     unknown = sorted(set(args.only) - set(CONFIGS))
     if unknown:
@@ -112,18 +125,22 @@ def measure(args: Args) -> dict:
 
         demo = train.resolve_defaults(train.Args())
         # --quick keeps a probe in the short window: every window (paper) or half window (demo), one batch each
+        attn_implementation = "sdpa_varlen" if args.child == "routemix-static-sdpa-varlen" else None
         mix, probe_every, probe_batches = {
             "routemix-static": ("static", 10**9, PAPER_PROBE_BATCHES),
+            "routemix-static-sdpa-varlen": ("static", 10**9, PAPER_PROBE_BATCHES),
             "routemix-dynamic-paper": ("dynamic", args.steps, 1) if args.quick else ("dynamic", PAPER_PROBE_EVERY, PAPER_PROBE_BATCHES),
             "routemix-dynamic-demo": ("dynamic", args.steps // 2, 1) if args.quick else ("dynamic", demo.probe_every, demo.probe_batches),
         }[args.child]
-        result = routemix_loop.train_loop(mix, probe_every, probe_batches, data_dir=args.data, **shape)
+        result = routemix_loop.train_loop(mix, probe_every, probe_batches, data_dir=args.data, attn_implementation=attn_implementation,
+                                          **shape)
         return result if mix == "static" else {**result, "probe_every": probe_every, "probe_batches": probe_batches}
     if args.child in ("hf-trainer-padded", "trl-packed"):
         from benchmarks import peers
 
-        peer = peers.hf_trainer_padded if args.child == "hf-trainer-padded" else peers.trl_packed
-        return peer(data_dir=args.data, **shape)
+        if args.child == "hf-trainer-padded":
+            return peers.hf_trainer_padded(data_dir=args.data, **{**shape, "rows": args.padded_rows or args.rows})
+        return peers.trl_packed(data_dir=args.data, **shape)
     from benchmarks import components
 
     if args.child == "ceiling":
@@ -155,6 +172,8 @@ def run_child(args: Args, config: str, workdir: Path) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", config, "--child-out", str(result_file),
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads),
                "--rows", str(args.rows), "--seq-len", str(args.seq_len), "--data", str(args.data)]
+    if args.padded_rows:
+        command += ["--padded-rows", str(args.padded_rows)]
     if args.quick:
         command.append("--quick")
     threads = str(args.threads)
@@ -231,7 +250,8 @@ def summarize(runs: dict[str, list[dict]], skipped: dict[str, str]) -> dict:
 def table(summary: dict, args: Args) -> str:
     lines = [
         (f"{args.repeats} interleaved repetition(s), {args.steps} timed steps after {args.warmup} warm-up steps, "
-         f"{args.rows} x {args.seq_len} tokens per step, {args.threads} threads; median [min-max]"
+         f"{args.rows} x {args.seq_len} tokens per step" + (f" ({args.padded_rows} x {args.seq_len} for hf-trainer-padded)" if args.padded_rows else "")
+         + (", long-chat mix (benchmarks/long_mix.py)" if args.long else "") + f", {args.threads} threads; median [min-max]"
          + ("; --quick: a smoke run, the numbers mean nothing" if args.quick else "")),
         "",
         "| configuration | real tokens/s | assistant tokens/s | / routemix static | setup s | peak RSS MiB | others' busy cores |",

@@ -21,8 +21,11 @@ drops its attention sinks) and refuses a requested one that would be wrong, nami
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
 
@@ -34,15 +37,60 @@ that sdpa/eager/flex_attention would let packed examples see each other; `packed
 masks itself. Every family routemix supports is checked packed = separate in tests/test_attention.py."""
 
 
+VARLEN = "sdpa_varlen"
+"""routemix's own kernel: PyTorch sdpa over each packed example on its own (see `sdpa_varlen`)."""
+
+
 def is_flash(kernel: str) -> bool:
     return kernel.startswith("flash_attention")
+
+
+def takes_varlen_arguments(kernel: str) -> bool:
+    return is_flash(kernel) or kernel == VARLEN
+
+
+def sdpa_varlen(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                sliding_window: int | None = None, cu_seq_lens_q: torch.Tensor | None = None, **kwargs):
+    """Causal attention within each packed example, by PyTorch sdpa on one example at a time.
+
+    With a block-diagonal mask, sdpa computes every query-key pair of the whole row (S^2) and masks most of
+    them away; one example at a time it computes the pairs that count (the sum of L^2 / 2 over examples)
+    and takes sdpa's causal fast path. No mask is built: transformers makes none for a kernel without a
+    mask function. Takes flash-attn's varlen arguments (`packed_inputs` passes them): `cu_seq_lens_q`,
+    the example boundaries over the flattened micro-batch. query, key, value: (batch, heads, seq, dim).
+    """
+    if kwargs.get("s_aux") is not None or kwargs.get("softcap") is not None:
+        raise ValueError(f"{VARLEN} has no attention sinks or softcapping")
+    batch, heads, length, _dim = query.shape
+    if cu_seq_lens_q is None:  # called without packed_inputs: the examples from position_ids (a device sync), or whole rows
+        position_ids = kwargs.get("position_ids")
+        if position_ids is None:
+            position_ids = torch.arange(length, device=query.device).expand(batch, length)
+        (cu_seq_lens_q, _), _ = prepare_fa_kwargs_from_position_ids(position_ids.expand(batch, length))
+    flat = [x.transpose(1, 2).reshape(batch * length, x.shape[1], x.shape[3]) for x in (query, key, value)]
+    bounds = cu_seq_lens_q.tolist()  # on the CPU when packed_inputs made them: no device sync
+    outputs = []
+    for start, end in itertools.pairwise(bounds):
+        q, k, v = (x[start:end].transpose(0, 1) for x in flat)
+        n, mask = end - start, None
+        if sliding_window is not None and n > sliding_window:
+            offset = torch.arange(n, device=q.device)
+            mask = (offset[:, None] >= offset[None, :]) & (offset[:, None] - offset[None, :] < sliding_window)
+        outputs.append(F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=dropout if module.training else 0.0,
+            scale=scaling, enable_gqa=k.shape[0] != q.shape[0]).transpose(0, 1))
+    return torch.cat(outputs).view(batch, length, heads, value.shape[-1]), None
+
+
+AttentionInterface.register(VARLEN, sdpa_varlen)
 
 
 def supported_kernels(model: torch.nn.Module) -> list[str]:
     """The attention kernels the model's class declares, eager first."""
     kernels = ["eager"]
     if model._supports_sdpa:
-        kernels.append("sdpa")
+        kernels += ["sdpa", VARLEN]
     if model._supports_flex_attn:
         kernels.append("flex_attention")
     if model._supports_flash_attn:
@@ -81,7 +129,7 @@ def check_kernel(model: torch.nn.Module, kernel: str, device: torch.device, trai
     if kernel not in supported:
         raise ValueError(f"{FLAG} {kernel}: {name} supports {', '.join(supported)}")
     if has_attention_sinks(model):
-        if kernel == "sdpa" or is_flash(kernel):
+        if kernel in ("sdpa", VARLEN) or is_flash(kernel):
             raise ValueError(f"{FLAG} {kernel}: {name} has attention sinks, which {kernel} would drop; use "
                              + ("flex_attention or eager" if device.type == "cuda" else "eager (flex_attention runs sinks on CUDA only)"))
         if kernel == "flex_attention" and device.type != "cuda":
@@ -104,30 +152,29 @@ def configure(model: torch.nn.Module, device: torch.device, requested: str | Non
     return model.config._attn_implementation
 
 
-def packed_inputs(model_config, batch: dict[str, torch.Tensor], device: torch.device | str, dtype: torch.dtype) -> dict:
+def packed_inputs(model_config, batch: dict[str, torch.Tensor], device: torch.device | str) -> dict:
     """The forward arguments of a packed batch from `data.collate_packed` (tensors still on the CPU), for the
     model's kernel: `input_ids`, `position_ids` and `use_cache=False`, plus what the kernel needs to keep
-    examples apart.
-
-    `dtype` is the dtype of the model's hidden states (eager's additive masks take it).
-    """
+    examples apart. `model_config` is the (unwrapped) model's config."""
     inputs = {key: batch[key].to(device, non_blocking=True) for key in ("input_ids", "position_ids")}
     inputs["use_cache"] = False  # with a KV cache, transformers' mask creation ignores the packing in position_ids
     kernel = model_config._attn_implementation
-    if is_flash(kernel):
+    if takes_varlen_arguments(kernel):
         # every row of the micro-batch split at its examples (and its padding block), as one flattened sequence
         (cu_seq_lens, _), (max_length, _) = prepare_fa_kwargs_from_position_ids(batch["position_ids"])
-        cu_seq_lens = cu_seq_lens.to(device, non_blocking=True)
+        if is_flash(kernel):
+            cu_seq_lens = cu_seq_lens.to(device, non_blocking=True)
         max_length = int(max_length)  # a CPU tensor: no device sync
         inputs.update(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=max_length, max_length_k=max_length)
     elif model_config.model_type in MASKS_WITHOUT_POSITIONS:
-        inputs["attention_mask"] = packed_masks(model_config, inputs["position_ids"], dtype)
+        inputs["attention_mask"] = packed_masks(model_config, inputs["position_ids"], model_config.dtype or torch.float32)
     return inputs
 
 
 def packed_masks(model_config, position_ids: torch.Tensor, dtype: torch.dtype) -> dict:
     """Block-diagonal masks for every layer type, built by transformers' own mask functions from `position_ids`
-    (the dict form that GPT-OSS's forward accepts in place of building its own)."""
+    (the dict form that GPT-OSS's forward accepts in place of building its own). `dtype`: the weights' (eager's
+    additive masks take it; promoted where autocast computes in another)."""
     shape_only = torch.empty((*position_ids.shape, 0), dtype=dtype, device=position_ids.device)  # read for shape, dtype, device
     # positional: the cache argument is `past_key_values` before transformers 5.2x and `cache` after
     return {

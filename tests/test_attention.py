@@ -7,14 +7,23 @@ as train.py runs them. flash-attn has no CPU kernel: its transformers code path 
 the varlen branch included) runs here on a reference varlen kernel made of per-example causal sdpa.
 """
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 import transformers.modeling_flash_attention_utils as flash_utils
-from test_capture import TINY_MOES, tiny_moe
+from accelerate import Accelerator
+from test_capture import COMMON, TINY_MOES, tiny_moe
 
+import config
 import data
-from models import attention, load_model
+import routing
+import sources
+import train
+from launch import REPO, run_train
+from models import TargetHead, attention, load_model, token_loss_sum
 
 # rows of 40 tokens: 17 + 12 + 5 padding, 22 + 9 + 9, 31 + 4 padding (the padding block is its own example)
 ROWS = [[17, 12], [22, 9, 9], [31]]
@@ -32,9 +41,7 @@ def packed_batch(vocab_size: int, seed: int = 0) -> tuple[dict, list[list[list[i
 def worst_differences(model, batch: dict, rows, **packed_kwargs) -> tuple[float, float]:
     """Largest |packed - separate| logit difference over all examples, and the same for the negative control
     (the packed rows without anything that keeps the examples apart: no position_ids, no mask, no varlen)."""
-    config = model.config
-    dtype = next(model.parameters()).dtype
-    packed = model(**attention.packed_inputs(config, batch, "cpu", dtype), **packed_kwargs).logits
+    packed = model(**attention.packed_inputs(model.config, batch, "cpu"), **packed_kwargs).logits
     control = model(input_ids=batch["input_ids"], **packed_kwargs).logits
     worst = worst_control = 0.0
     for r, row in enumerate(rows):
@@ -53,7 +60,7 @@ def tiny():
     return model.eval()
 
 
-@pytest.mark.parametrize("kernel", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("kernel", ["eager", "sdpa", "flex_attention", "sdpa_varlen"])
 def test_packed_equals_separate_on_several_rows(tiny, kernel):
     tiny.set_attn_implementation(kernel)
     batch, rows = packed_batch(tiny.config.vocab_size)
@@ -66,8 +73,8 @@ def test_packed_equals_separate_on_several_rows(tiny, kernel):
 def test_every_family_packs_right_on_its_cpu_kernels(family):
     model = tiny_moe(family)
     batch, rows = packed_batch(model.config.vocab_size)
-    kernels = [k for k in ("eager", "sdpa") if k in attention.supported_kernels(model)]
-    assert kernels == (["eager"] if family == "gpt_oss" else ["eager", "sdpa"])
+    kernels = [k for k in ("eager", "sdpa", "sdpa_varlen") if k in attention.supported_kernels(model)]
+    assert kernels == (["eager"] if family == "gpt_oss" else ["eager", "sdpa", "sdpa_varlen"])
     for kernel in kernels:
         attention.configure(model, torch.device("cpu"), kernel, training=False)
         worst, worst_control = worst_differences(model, batch, rows)
@@ -80,7 +87,7 @@ def test_gpt_oss_needs_the_masks_routemix_builds():
     model = tiny_moe("gpt_oss")
     attention.configure(model, torch.device("cpu"), "eager", training=False)
     batch, rows = packed_batch(model.config.vocab_size)
-    inputs = attention.packed_inputs(model.config, batch, "cpu", torch.float32)
+    inputs = attention.packed_inputs(model.config, batch, "cpu")
     assert set(inputs["attention_mask"]) == {"full_attention", "sliding_attention"}
     del inputs["attention_mask"]
     with torch.no_grad():
@@ -120,7 +127,7 @@ def reference_flash_kernel(monkeypatch):
 def test_flash_path_gets_the_varlen_arguments(tiny, reference_flash_kernel):
     tiny.config._attn_implementation = "flash_attention_2"  # on CPU only through the reference kernel above
     batch, rows = packed_batch(tiny.config.vocab_size)
-    inputs = attention.packed_inputs(tiny.config, batch, "cpu", torch.float32)
+    inputs = attention.packed_inputs(tiny.config, batch, "cpu")
     # every example and every padding block of every row, in the flattened micro-batch
     assert inputs["cu_seq_lens_q"].tolist() == [0, 17, 29, 40, 62, 71, 80, 111, 120]
     assert type(inputs["max_length_q"]) is int and inputs["max_length_q"] == 31 and inputs["cu_seq_lens_q"].dtype == torch.int32
@@ -160,5 +167,57 @@ def test_kernel_choice_follows_what_the_model_supports():
     with pytest.raises(ValueError, match="flash_attention_2 runs on CUDA only"):
         attention.check_kernel(qwen, "flash_attention_2", cpu, training=True)
     olmoe = tiny_moe("olmoe")
-    with pytest.raises(ValueError, match="OlmoeForCausalLM supports eager, sdpa, flash_attention_2"):
+    with pytest.raises(ValueError, match="OlmoeForCausalLM supports eager, sdpa, sdpa_varlen, flash_attention_2"):
         attention.check_kernel(olmoe, "flex_attention", cuda, training=True)
+
+
+# --------------------------------------------------------------------------- the probe, as users run it
+
+
+def test_probe_only_histograms_are_identical_across_kernels(tmp_path):
+    histograms = {}
+    for kernel in ("eager", "sdpa", "flex_attention"):
+        out = tmp_path / kernel
+        result = run_train(out, "--probe-only", "--attn-implementation", kernel)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (line,) = (out / "mixture.jsonl").read_text().splitlines()
+        histograms[kernel] = json.loads(line)["histograms"]
+    assert histograms["eager"] == histograms["sdpa"] == histograms["flex_attention"]
+    # negative control: the same probe batches with the packing left out route differently
+    model, tokenizer = load_model("tiny", seed=0, training=False)
+    _, dev_sets = sources.load_train_dev(REPO / "data" / "demo")
+    args = config.resolve_defaults(config.Args())
+    batches = train.make_probe_batches(dev_sets, tokenizer, args)
+    unpacked = {name: [{**b, "position_ids": torch.arange(args.seq_len).expand_as(b["position_ids"])} for b in bs]
+                for name, bs in batches.items()}
+    capture = routing.RoutingCapture(routing.find_routers(model))
+    accelerator = Accelerator(cpu=True)
+    probed = {name: train.probe(model, train.DevProbe(b, TargetHead(model), capture, response_only=False), accelerator)[0].tolist()
+              for name, b in (("packed", batches), ("unpacked", unpacked))}
+    assert probed["packed"] == histograms["sdpa"]  # the in-process probe is the subprocess's
+    assert probed["unpacked"] != probed["packed"]
+
+
+def test_sdpa_varlen_keeps_sliding_windows_and_trains():
+    # Mixtral with a sliding window shorter than the examples: the window is kept inside each example
+    config_class, overrides = TINY_MOES["mixtral"]
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config_class(**{**COMMON, **overrides, "sliding_window": 6}))
+    model.config.use_cache = False
+    batch, rows = packed_batch(model.config.vocab_size)
+    for kernel in ("sdpa", "sdpa_varlen"):
+        attention.configure(model, torch.device("cpu"), kernel, training=True)
+        worst, _ = worst_differences(model.eval(), batch, rows)
+        assert worst <= 1e-5, kernel
+    # and its gradients are sdpa's
+    grads = {}
+    for kernel in ("sdpa", "sdpa_varlen"):
+        attention.configure(model, torch.device("cpu"), kernel, training=True)
+        model.train().zero_grad(set_to_none=True)
+        token_loss_sum(model(**attention.packed_inputs(model.config, batch, "cpu")).logits, batch["labels"]).backward()
+        grads[kernel] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert relative(grads["sdpa_varlen"], grads["sdpa"]) <= 1e-5
+
+
+def relative(a, b):
+    return ((a - b).norm() / b.norm()).item()
