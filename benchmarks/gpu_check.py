@@ -58,7 +58,7 @@ from sampler import MixtureSampler
 DATASHEET_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "H800": 989.4e12, "A100": 312e12, "L40S": 362e12}
 """Dense bf16 tensor-core peaks of SXM parts (vendor datasheets), by a substring of the device name."""
 PAPER_PROBE_EVERY, PAPER_PROBE_BATCHES = 100, 5
-ALL_KERNELS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
+ALL_KERNELS = ("eager", "sdpa", attention.VARLEN, "flex_attention", "flash_attention_2", "flash_attention_3")
 
 
 @dataclass
@@ -138,7 +138,7 @@ def kernels_present(model: torch.nn.Module, device: torch.device, training: bool
     (the dry run): inductor's CPU code for it does not compile under bf16 autocast (torch 2.13); tests/test_attention.py
     checks it there in fp32."""
     present = []
-    for kernel in ALL_KERNELS if device.type == "cuda" else ("eager", "sdpa"):
+    for kernel in ALL_KERNELS if device.type == "cuda" else ("eager", "sdpa", attention.VARLEN):
         try:
             attention.check_kernel(model, kernel, device, training)
         except (ValueError, ImportError):

@@ -90,7 +90,7 @@ def supported_kernels(model: torch.nn.Module) -> list[str]:
     """The attention kernels the model's class declares, eager first."""
     kernels = ["eager"]
     if model._supports_sdpa:
-        kernels += ["sdpa", VARLEN]
+        kernels.append("sdpa")
     if model._supports_flex_attn:
         kernels.append("flex_attention")
     if model._supports_flash_attn:
@@ -126,8 +126,8 @@ def default_kernel(model: torch.nn.Module, device: torch.device) -> str:
 def check_kernel(model: torch.nn.Module, kernel: str, device: torch.device, training: bool) -> None:
     """Refuse a kernel that this model cannot run right on packed rows on `device` (ValueError naming the flag)."""
     name, supported = type(model).__name__, supported_kernels(model)
-    if kernel not in supported:
-        raise ValueError(f"{FLAG} {kernel}: {name} supports {', '.join(supported)}")
+    if kernel not in supported and not (kernel == VARLEN and "sdpa" in supported):  # sdpa_varlen: wherever sdpa is
+        raise ValueError(f"{FLAG} {kernel}: {name} supports {', '.join(supported)}" + (f" ({VARLEN} where sdpa is)" if kernel == VARLEN else ""))
     if has_attention_sinks(model):
         if kernel in ("sdpa", VARLEN) or is_flash(kernel):
             raise ValueError(f"{FLAG} {kernel}: {name} has attention sinks, which {kernel} would drop; use "
@@ -152,10 +152,11 @@ def configure(model: torch.nn.Module, device: torch.device, requested: str | Non
     return model.config._attn_implementation
 
 
-def packed_inputs(model_config, batch: dict[str, torch.Tensor], device: torch.device | str) -> dict:
+def packed_inputs(model_config, batch: dict[str, torch.Tensor], device: torch.device | str, dtype: torch.dtype | None = None) -> dict:
     """The forward arguments of a packed batch from `data.collate_packed` (tensors still on the CPU), for the
     model's kernel: `input_ids`, `position_ids` and `use_cache=False`, plus what the kernel needs to keep
-    examples apart. `model_config` is the (unwrapped) model's config."""
+    examples apart. `model_config` is the (unwrapped) model's config; `dtype`, the weights' (default: the
+    config's), is what eager's additive masks take."""
     inputs = {key: batch[key].to(device, non_blocking=True) for key in ("input_ids", "position_ids")}
     inputs["use_cache"] = False  # with a KV cache, transformers' mask creation ignores the packing in position_ids
     kernel = model_config._attn_implementation
@@ -167,7 +168,7 @@ def packed_inputs(model_config, batch: dict[str, torch.Tensor], device: torch.de
         max_length = int(max_length)  # a CPU tensor: no device sync
         inputs.update(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=max_length, max_length_k=max_length)
     elif model_config.model_type in MASKS_WITHOUT_POSITIONS:
-        inputs["attention_mask"] = packed_masks(model_config, inputs["position_ids"], model_config.dtype or torch.float32)
+        inputs["attention_mask"] = packed_masks(model_config, inputs["position_ids"], dtype or model_config.dtype or torch.float32)
     return inputs
 
 

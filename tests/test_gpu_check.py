@@ -24,7 +24,7 @@ def test_dry_run_produces_every_section(tmp_path):
     assert report["environment"]["torch"] and report["environment"]["transformers"].split(".")[0] >= "5"
 
     correctness = report["correctness"]
-    assert correctness["ok"] and correctness["kernels"] == ["eager", "sdpa"]
+    assert correctness["ok"] and correctness["kernels"] == ["eager", "sdpa", "sdpa_varlen"]
     for group in ("packed_vs_separate", "gpt_oss_packed_vs_separate"):
         assert correctness[group]
         for r in correctness[group].values():
@@ -37,7 +37,8 @@ def test_dry_run_produces_every_section(tmp_path):
 
     speed = report["speed"]
     runs = {(r["loop"], r["kernel"], r["gradient_checkpointing"]): r for r in speed["runs"]}
-    assert set(runs) == {("routemix", "sdpa", False), ("ceiling", "sdpa", False), ("routemix", "sdpa", True), ("ceiling", "sdpa", True)}
+    assert set(runs) == {("routemix", "sdpa", False), ("routemix", "sdpa_varlen", False), ("ceiling", "sdpa", False),
+                         ("routemix", "sdpa", True), ("ceiling", "sdpa", True)}
     for run in runs.values():
         assert run["tokens_per_s"] > 0 and run["model_tflops_per_s"] > 0 and run["seconds_per_step"] > 0, run
     assert 0 < speed["probe"]["share_at_paper_schedule"] < 1 and speed["probe"]["batches"] == 20
