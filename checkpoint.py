@@ -1,16 +1,19 @@
-"""Checkpoints of a run: where they are, saving, loading for an exact resume, and clean-up.
+"""Checkpoints of a run: where they are, saving, verifying, loading for an exact resume, and clean-up.
 
+    folder = checkpoint.find(out, args.resume, fingerprint, accelerator)  # verified and resumable, or None
     checkpoint.remove_interrupted(out)                  # main process, before anything else touches `out`
-    folder = checkpoint.find(out, args.resume)          # the checkpoint to continue from, or None
-    state = checkpoint.load(accelerator, folder, fingerprint)
+    step, tokens = checkpoint.load(accelerator, folder, sampler, stream)
     ...
     checkpoint.save(accelerator, out, step, {"step": step, "sampler": sampler.state_dict(), ...}, keep=2)
 
 A checkpoint is `out/checkpoints/step_N/`: accelerate's state (model, optimizer, LR schedule, RNGs)
 written by every rank, routemix's own state as one JSON file per rank (`routemix_state_<rank>.json`:
-the sampler, the packing stream, counters, the run's fingerprint), and last the `COMPLETE` marker.
-A folder without the marker is an interrupted save and never counts. routemix's state is JSON rather
-than accelerate's `register_for_checkpointing`, which loads with `torch.load(weights_only=False)`.
+the sampler, the packing stream, counters, the run's settings), and last the `COMPLETE` marker, which
+lists every file with its size (and its SHA-256 when the file is small enough to hash cheaply).
+A folder without the marker is an interrupted save and never counts; one whose files do not match
+their marker is damaged, and a resume falls back to the newest checkpoint that verifies.
+routemix's state is JSON rather than accelerate's `register_for_checkpointing`, which loads with
+`torch.load(weights_only=False)`.
 
 A checkpoint is also a model: its `model.safetensors` holds the weights under the model's own names (not
 DDP's or torch.compile's prefixed ones: `use_model_keys`), and the main process writes the model's config,
@@ -20,15 +23,21 @@ generation config and tokenizer beside them (`write_model_files`; a LoRA run wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
 
+from config import changes_on_resume
 from run_folder import write_atomic
 
 COMPLETE = "COMPLETE"
+CHECKSUM_MAX_BYTES = 64 << 20
+"""Files up to this size get a SHA-256 in the marker (states, RNGs, small models); larger ones only their size,
+so that saving and resuming a large model does not read its weights again."""
+DAMAGED_PREFIX = "damaged-"
 
 
 def state_file(folder: Path, rank: int) -> Path:
@@ -41,28 +50,81 @@ def complete_checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(folder: Path) -> dict:
+    """Every file of a checkpoint folder: {relative path: [size, sha256 or None]}."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE):
+        size = path.stat().st_size
+        files[str(path.relative_to(folder))] = [size, sha256(path) if size <= CHECKSUM_MAX_BYTES else None]
+    return {"files": files}
+
+
+def verify(folder: Path) -> str | None:
+    """What is wrong with a complete checkpoint's files, compared with its marker; None when they match
+    (or when the marker is an older routemix's empty one, which recorded nothing to compare)."""
+    text = (folder / COMPLETE).read_text()
+    if not text.strip():
+        return None
+    for name, (size, checksum) in json.loads(text)["files"].items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if (found := path.stat().st_size) != size:
+            return f"{name} has {found} bytes, its marker recorded {size}"
+        if checksum is not None and sha256(path) != checksum:
+            return f"{name} does not match its SHA-256 in the marker"
+    return None
+
+
 def remove_interrupted(out: Path) -> None:
-    """Delete checkpoint folders whose save never finished (main process only, before training starts)."""
+    """Delete checkpoint folders whose save never finished, and rename damaged ones to `damaged-step_N` (kept for
+    inspection, out of the way of new saves). Main process only, after every rank has chosen its checkpoint."""
     for folder in (out / "checkpoints").glob("step_*"):
         if not (folder / COMPLETE).exists():
             print(f"removing {folder}: an interrupted save")
             shutil.rmtree(folder)
+        elif problem := verify(folder):
+            print(f"moving {folder} to {DAMAGED_PREFIX}{folder.name}: damaged ({problem})")
+            folder.rename(folder.with_name(DAMAGED_PREFIX + folder.name))
 
 
-def find(out: Path, resume: str) -> Path | None:
-    """The checkpoint to continue from, per `--resume`: `auto` (the newest complete one in `out`, if any),
-    `none` (start fresh; refuses a folder that already holds a run) or a checkpoint folder."""
+def find(out: Path, resume: str, fingerprint: dict, accelerator: Accelerator) -> Path | None:
+    """The checkpoint to continue from, per `--resume`: `auto` (the newest complete one in `out` whose files verify,
+    if any), `none` (start fresh; refuses a folder that already holds a run) or a checkpoint folder.
+
+    Stops, before anything in `out` is written, when the checkpoint cannot be resumed by this run: written by
+    another number of processes, or with settings that change what is trained (`config.changes_on_resume`).
+    """
     if resume == "none":
         if (out / "config.json").exists():
             raise SystemExit(f"{out} already holds a run; pass another --out, or --resume auto to continue it")
         return None
     if resume == "auto":
-        checkpoints = complete_checkpoints(out)
-        return checkpoints[-1] if checkpoints else None
-    path = Path(resume)
-    if not (path / COMPLETE).exists():
-        raise SystemExit(f"--resume {path}: not a complete routemix checkpoint (no {COMPLETE} marker)")
-    return path
+        candidates = complete_checkpoints(out)[::-1]
+    else:
+        candidates = [Path(resume)]
+        if not (candidates[0] / COMPLETE).exists():
+            raise SystemExit(f"--resume {resume}: not a complete routemix checkpoint (no {COMPLETE} marker)")
+    damaged = []
+    for folder in candidates:
+        if problem := verify(folder):
+            damaged.append(f"{folder} ({problem})")
+            continue
+        if damaged and accelerator.is_main_process:
+            print(f"warning: damaged checkpoint{'s' * (len(damaged) > 1)} {'; '.join(damaged)}: resuming from {folder}")
+        check_resumable(folder, fingerprint, accelerator)
+        return folder
+    if damaged:
+        raise SystemExit(f"cannot resume: no checkpoint verifies: {'; '.join(damaged)}")
+    return None
 
 
 def use_model_keys(accelerator: Accelerator) -> None:
@@ -95,11 +157,30 @@ def write_model_files(folder: Path, model, tokenizer) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def check_resumable(folder: Path, fingerprint: dict, accelerator: Accelerator) -> None:
+    """Refuse a checkpoint written by another number of processes (every rank continues its own sample stream)
+    or with settings that change what is trained, naming each difference; print what the resume changes."""
+    saved_ranks = len(list(folder.glob("routemix_state_*.json")))
+    if saved_ranks != accelerator.num_processes:
+        raise SystemExit(f"cannot resume from {folder}: it was written by {saved_ranks} processes and this run "
+                         f"has {accelerator.num_processes}; every rank continues its own sample stream, so launch "
+                         "with the same number of processes")
+    state = json.loads(state_file(folder, accelerator.process_index).read_text())
+    notes = changes_on_resume(state["fingerprint"], fingerprint, state["step"], f"cannot resume from {folder}")
+    if accelerator.is_main_process:
+        for note in notes:
+            print(f"resume: {note}")
+
+
 def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int, model=None, tokenizer=None) -> Path:
     """Write checkpoint `step` on every rank (accelerate's state, then this rank's `state` as JSON), mark it
     complete once every rank is done, and delete all but the newest `keep` complete checkpoints. With `model`
-    and `tokenizer`, the main process also writes the files that make the checkpoint a model (`write_model_files`)."""
+    and `tokenizer`, the main process also writes the files that make the checkpoint a model (`write_model_files`).
+    The marker lists every file with its size and, up to CHECKSUM_MAX_BYTES, its SHA-256 (`verify`)."""
     folder = out / "checkpoints" / f"step_{step}"
+    if folder.exists() and accelerator.is_main_process:  # a checkpoint of another trajectory: never mix its files
+        shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
     accelerator.save_state(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(state_file(folder, accelerator.process_index), json.dumps(state))
@@ -107,31 +188,20 @@ def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int,
         write_model_files(folder, accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_atomic(folder / COMPLETE, "")
+        write_atomic(folder / COMPLETE, json.dumps(manifest(folder), indent=1))
         for old in complete_checkpoints(out)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return folder
 
 
-def load(accelerator: Accelerator, folder: Path, fingerprint: dict) -> dict:
-    """Restore accelerate's state from `folder` and return this rank's routemix state.
-
-    Refuses a checkpoint written by another number of processes (every rank continues its own sample
-    stream) or by a run whose fingerprint differs, naming what changed.
-    """
-    saved_ranks = len(list(folder.glob("routemix_state_*.json")))
-    if saved_ranks != accelerator.num_processes:
-        raise SystemExit(f"cannot resume from {folder}: it was written by {saved_ranks} processes and this run "
-                         f"has {accelerator.num_processes}; every rank continues its own sample stream, so launch "
-                         "with the same number of processes")
+def load(accelerator: Accelerator, folder: Path, sampler, stream) -> tuple[int, int]:
+    """Restore accelerate's state from `folder` (checked by `find`), and the sampler's and packing stream's own
+    (they continue their streams: no batches skipped or replayed); returns the step and the tokens seen."""
     state = json.loads(state_file(folder, accelerator.process_index).read_text())
-    changed = {key: (state["fingerprint"][key], value) for key, value in fingerprint.items()
-               if state["fingerprint"][key] != value}
-    if changed:
-        raise SystemExit(f"cannot resume from {folder}: the run changed: "
-                         + "; ".join(f"{key} was {was}, now {now}" for key, (was, now) in changed.items()))
     accelerator.load_state(folder)
+    sampler.load_state_dict(state["sampler"])
+    stream.load_state_dict(state["stream"])
     if accelerator.is_main_process:
         print(f"resumed from {folder} at step {state['step']}")
-    return state
+    return state["step"], state["tokens"]

@@ -5,8 +5,10 @@ Nothing heavy is imported here, so `python train.py --help` answers before torch
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -135,20 +137,132 @@ class Args:
 
 
 def resolve_defaults(args: Args) -> Args:
-    """Derived values, computed once right after parsing."""
+    """Derived values, computed once right after parsing, then every flag checked (`check`). Idempotent."""
     tiny = args.model == "tiny"
     args.lr = args.lr if args.lr is not None else (1e-3 if tiny else 2e-5)
-    args.seq_len = args.seq_len or (256 if tiny else 2048)
-    args.probe_every = args.probe_every or (25 if tiny else 100)
-    args.probe_batches = args.probe_batches or (3 if tiny else 5)
-    args.out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    args.seq_len = args.seq_len if args.seq_len is not None else (256 if tiny else 2048)
+    args.probe_every = args.probe_every if args.probe_every is not None else (25 if tiny else 100)
+    args.probe_batches = args.probe_batches if args.probe_batches is not None else (3 if tiny else 5)
     if args.lora_r and not args.freeze_router:
         raise SystemExit("--no-freeze-router with --lora-r: under LoRA the routers are never adapted and stay frozen")
-    if args.mix == "refloss" and args.ref_loss is None:
-        raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
+    check(args)  # `out` stays None here: the default run folder is created, uniquely, by run_lock.claim
     return args
 
 
-def run_fingerprint(args: Args, sizes: dict[str, int]) -> dict:
-    """What a checkpoint must agree with to be resumed."""
-    return {"model": args.model, "seq_len": args.seq_len, "mix": args.mix, "datasets": sizes}
+# (flag, lowest allowed value, why) for the integer flags; a value below it would crash far from its cause or,
+# worse, train something else than asked (0 used to mean "the default" for some, "keep everything" for others).
+AT_LEAST = [
+    ("max_steps", 1, "0 steps would export the untrained model as final/"),
+    ("micro_batch_size", 1, "rows per micro-batch"),
+    ("grad_accum", 1, "micro-batches per optimizer step"),
+    ("seq_len", 2, "a row needs 2 tokens for one next-token target; leave it out for the default"),
+    ("probe_every", 1, "optimizer steps between probes; leave it out for the default"),
+    ("probe_batches", 1, "dev batches per dataset and probe; leave it out for the default"),
+    ("log_every", 1, "optimizer steps between log lines"),
+    ("save_every", 1, "optimizer steps between checkpoints"),
+    ("keep_checkpoints", 1, "the newest checkpoint is what a resume continues from"),
+    ("skip_nonfinite", 0, "steps that may be skipped"),
+    ("lora_r", 0, "the LoRA rank; 0 trains all weights"),
+    ("seed", 0, "seeds must be in [0, 2**32)"),
+]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check(args: Args) -> None:
+    """Refuse every flag value that is out of range, naming the flag, before anything loads or is written."""
+    for name, lowest, why in AT_LEAST:
+        value = getattr(args, name)
+        if value < lowest:
+            raise SystemExit(f"{flag(name)} {value}: must be at least {lowest} ({why})")
+    if args.seed >= 2**32:
+        raise SystemExit(f"--seed {args.seed}: must be below 2**32 (numpy's seed range)")
+    for name, value, ok, rule in [
+        ("lr", args.lr, args.lr > 0, "> 0"),
+        ("warmup_ratio", args.warmup_ratio, 0 <= args.warmup_ratio <= 1, "in [0, 1]"),
+        ("weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+        ("max_grad_norm", args.max_grad_norm, args.max_grad_norm > 0, "> 0 (inf: no clipping)"),
+        ("aux_loss_coef", args.aux_loss_coef, args.aux_loss_coef >= 0, ">= 0 (0: off)"),
+        ("eta", args.eta, args.eta > 0, ("> 0 (a negative step size inverts the method: use --distance inv-l2 "
+                                         "for the paper's inverse ablation, --mix static for fixed weights)")),
+        ("c", args.c, 0 <= args.c <= 1, "in [0, 1] (the share of the uniform mixture)"),
+        ("lora_alpha", args.lora_alpha, args.lora_alpha > 0, "> 0"),
+        ("lora_dropout", args.lora_dropout, 0 <= args.lora_dropout < 1, "in [0, 1)"),
+    ]:
+        if not ok or math.isnan(value) or (math.isinf(value) and name != "max_grad_norm"):
+            raise SystemExit(f"{flag(name)} {value}: must be finite and {rule}")
+    if args.mix == "refloss" and args.ref_loss is None:
+        raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
+    if args.ref_loss is not None and args.mix != "refloss":
+        raise SystemExit(f"--ref-loss {args.ref_loss} is used only by --mix refloss, and --mix is {args.mix}")
+    if args.router_pattern is not None:
+        try:
+            re.compile(args.router_pattern)
+        except re.error as error:
+            raise SystemExit(f"--router-pattern {args.router_pattern!r}: not a regular expression ({error})") from None
+
+
+def check_datasets(args: Args, names: list[str], warn: bool = True) -> None:
+    """The strategy against the number of datasets, once the data is read (before the model loads)."""
+    if len(names) < 2:
+        raise SystemExit(f"--data {args.data}: routemix mixes 2 or more datasets and found {len(names)} ({names}); "
+                         "scripts/pseudo_domains.py splits one dataset into k pseudo-datasets")
+    if len(names) < 3 and args.mix == "dynamic" and warn:
+        print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
+              "(each dataset's redundancy is the same); use 3 or more")
+
+
+# The settings a resume may change (README, "Resume"). Every other setting, and the datasets' names and sizes, the
+# initial weights and the reference losses, changes what is trained: a resume that changes one is refused.
+MAY_CHANGE_ON_RESUME = {
+    "max_steps": "the run is extended or shortened: the remaining steps follow the LR schedule of a run of the new "
+                 "length (linear warmup, then cosine to 0 at the new last step)",
+    "log_every": "logging only", "report_to": "logging only", "save_every": "checkpoints only",
+    "keep_checkpoints": "checkpoints only", "push_to_hub": "publishing only",
+    "out": "where the run is", "resume": "which checkpoint",
+    "data": "the folder may move (the datasets' names and sizes must stay)",
+    "skip_bad_records": "(the datasets' sizes must stay)", "skip_nonfinite": "how many bad steps are tolerated",
+    "debug_checks": "checks only", "probe_only": "trains nothing", "trust_remote_code": "permission only",
+    "attn_implementation": "the same attention, another kernel (floats may differ in the last bits)",
+    "gradient_checkpointing": "memory for time: the same computation",
+}
+
+
+def run_fingerprint(args: Args, sizes: dict[str, int], initial_weights: list[float], ref_loss: list[float] | None) -> dict:
+    """Every setting of the run as a checkpoint records it (JSON values), with what the files named by flags hold
+    (initial weights, reference losses) instead of their paths, and the datasets' names and sizes."""
+    settings = json.loads(json.dumps(asdict(args), default=str))
+    names = sorted(sizes)
+    settings["init_weights"] = dict(zip(names, initial_weights))
+    settings["ref_loss"] = dict(zip(names, ref_loss)) if ref_loss is not None else None
+    settings["datasets"] = sizes
+    return settings
+
+
+def setting(key: str) -> str:
+    """A fingerprint key as the user knows it: the flag, or `datasets`."""
+    return key if key == "datasets" else flag(key)
+
+
+def changes_on_resume(saved: dict, now: dict, step: int, refusal: str) -> list[str]:
+    """Compare the settings of a checkpoint at `step` with this run's: raise SystemExit (starting with `refusal`)
+    naming every change that would train something else, with old and new values; return notes on the allowed
+    changes, and on settings that only one of the two routemix versions knows (not compared)."""
+    compared = [key for key in now if key in saved and key not in MAY_CHANGE_ON_RESUME]
+    changed = [f"{setting(key)} was {saved[key]!r}, now {now[key]!r}" for key in compared if saved[key] != now[key]]
+    if changed:
+        raise SystemExit(f"{refusal}: settings that change what is trained differ: " + "; ".join(changed)
+                         + ". Resume with the checkpoint's values, or start a new run with another --out (a resume may "
+                         f"change only {', '.join(flag(key) for key in MAY_CHANGE_ON_RESUME)})")
+    if step > now["max_steps"]:
+        raise SystemExit(f"{refusal}: it is at step {step}, past --max-steps {now['max_steps']}; pass --max-steps "
+                         f">= {step}, or --resume with an earlier checkpoint")
+    notes = []
+    if unknown := sorted(set(now).symmetric_difference(saved) - set(MAY_CHANGE_ON_RESUME)):
+        notes.append(f"not compared (only one of the checkpoint and this routemix knows them): {', '.join(unknown)}")
+    if "max_steps" in saved and saved["max_steps"] != now["max_steps"]:
+        notes.append(f"--max-steps was {saved['max_steps']}, now {now['max_steps']} (at step {step}): "
+                     + MAY_CHANGE_ON_RESUME["max_steps"])
+    return notes

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import tyro
 
-from config import Args, resolve_defaults, run_fingerprint
+from config import Args, check_datasets, resolve_defaults, run_fingerprint
 
-if __name__ == "__main__":  # parse first: --help and flag errors answer before torch and transformers load
-    ARGS = tyro.cli(Args)
+if __name__ == "__main__":  # parse and check first: --help and flag errors answer before torch and transformers load
+    ARGS = resolve_defaults(tyro.cli(Args))
 
 import json  # noqa: E402
 import math  # noqa: E402
@@ -41,9 +41,12 @@ import data  # noqa: E402
 import distributed  # noqa: E402
 import mixture  # noqa: E402
 import model_card  # noqa: E402
+import preflight  # noqa: E402
 import routing  # noqa: E402
 import run_folder  # noqa: E402
+import run_lock  # noqa: E402
 import sources  # noqa: E402
+import stopping  # noqa: E402
 from models import TargetHead, attention, checkpoint_dtype, load_model, load_tokenizer, lora  # noqa: E402
 from models.export import save_final  # noqa: E402
 from models.families import BalanceLoss, moe_block_classes  # noqa: E402
@@ -86,6 +89,9 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
         if len(packed) < args.probe_batches:
             print(f"warning: dev set {name!r} fills {len(packed)} of {args.probe_batches} probe batches; using what exists")
         batches[name] = [data.collate_packed(rows, args.seq_len, tokenizer.pad_token_id) for rows in packed]
+        if not sum(data.count_targets(batch["labels"]) for batch in batches[name]):
+            raise ValueError(f"--seq-len {args.seq_len}: no dev example of dataset {name!r} keeps an assistant token "
+                             "within that many tokens (examples are truncated at the end); pass a longer --seq-len")
     return batches
 
 
@@ -248,10 +254,12 @@ def main(args: Args) -> None:
     distributed.check_launch(accelerator)
     distributed.check_skip_nonfinite(accelerator, args.skip_nonfinite)
     set_seed(args.seed)
-    out, is_main = args.out, accelerator.is_main_process
+    is_main = accelerator.is_main_process
 
-    # --- tokenizer and data first: a missing chat template or a bad record stops the run before a large
-    # model spends minutes loading; every record is rendered once (`check_renders`), on every rank alike
+    # --- everything is checked before anything is written: the model's path and positions (its config only), the
+    # tokenizer and data (a missing chat template or a bad record stops the run before a large model spends minutes
+    # loading; every record is rendered once, `check_renders`, on every rank alike), then the run folder
+    preflight.check_model(args.model, args.seq_len, args.trust_remote_code)
     tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
     loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)  # every rank: one writes the cache, all map it
     unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
@@ -261,17 +269,16 @@ def main(args: Args) -> None:
     if is_main:
         print(sources.format_report(data_report))
     names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
-    if len(names) < 3 and args.mix == "dynamic" and is_main:
-        print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
-              "(each dataset's redundancy is the same); use 3 or more")
+    check_datasets(args, names, warn=is_main)
     weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
         args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, eta=args.eta, c=args.c)
     weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
-    resume_from = checkpoint.find(out, args.resume)
+    out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
+    args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
+    resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
     accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
         checkpoint.remove_interrupted(out)
         write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
         write_atomic(out / "data_report.json", json.dumps(data_report, indent=2))
@@ -307,12 +314,7 @@ def main(args: Args) -> None:
     checkpoint.use_model_keys(accelerator)  # checkpoints are models too: from_pretrained reads their weights
 
     # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
-    fingerprint, step, tokens_seen = run_fingerprint(args, sizes), 0, 0
-    if resume_from is not None:
-        state = checkpoint.load(accelerator, resume_from, fingerprint)
-        sampler.load_state_dict(state["sampler"])
-        stream.load_state_dict(state["stream"])
-        step, tokens_seen = state["step"], state["tokens"]
+    step, tokens_seen = checkpoint.load(accelerator, resume_from, sampler, stream) if resume_from else (0, 0)
     log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args))
     debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
@@ -321,14 +323,16 @@ def main(args: Args) -> None:
         log.close()
         model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)  # see the end of main
         accelerator.end_training()
+        lock.release()
         return
 
     # --- the loop: `probe-every` optimizer steps, then probe -> reweight -> log -> checkpoint
     model.train()
     progress = tqdm(total=args.max_steps, initial=step, disable=not is_main, desc="train")
-    skipped_nonfinite, record = 0, None  # record: the latest weight update, for the plots
+    skipped_nonfinite, record, stop = 0, None, False  # record: the latest weight update, for the plots
     train_seconds, tokens_since_log = 0.0, 0  # since the last log line; probes and saves do not count
-    while step < args.max_steps:
+    stopping.arm()  # from here on SIGTERM / SIGINT finish the step and save before exiting
+    while step < args.max_steps and not stop:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
         loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)
@@ -351,6 +355,7 @@ def main(args: Args) -> None:
         train_seconds += time.perf_counter() - step_start
         progress.update(1)
         last_step = step == args.max_steps
+        stop = stopping.agreed(accelerator)  # a signal on any rank: every rank saves this step, then stops
 
         # --- once in a while: probe -> reweight -> log -> checkpoint
         if step % args.probe_every == 0 or last_step:
@@ -363,16 +368,16 @@ def main(args: Args) -> None:
                          "tokens_per_s": tokens_since_log / train_seconds, "weights": sampler.weights}, float(grad_norm))
             progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_since_log / train_seconds:.0f}")
             train_seconds, tokens_since_log = 0.0, 0
-        if step % args.save_every == 0 or last_step:
+        if step % args.save_every == 0 or last_step or stop:
             log.plots(sampler.history, record)
             checkpoint.save(accelerator, out, step, keep=args.keep_checkpoints, state={
                 "step": step, "tokens": tokens_seen, "fingerprint": fingerprint,
                 "sampler": sampler.state_dict(), "stream": stream.state_dict()}, model=model, tokenizer=tokenizer)
     progress.close()
 
-    final = export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
+    final = None if stop else export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
     log.close()
-    if is_main:
+    if is_main and final is not None:
         model_card.publish(final, args, sizes, dev_sets, sampler.history, record)  # final/README.md; --push-to-hub
         truncated = dict(stream.truncated)
         print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
@@ -381,9 +386,13 @@ def main(args: Args) -> None:
     # keeps the GIL) while gloo's thread still needs the GIL deadlocks at exit (seen with torch 2.13).
     model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)
     accelerator.end_training()  # also destroys the process group
+    lock.release()
+    if stop:
+        stopping.exit_stopped(step, args.max_steps, out / "checkpoints" / f"step_{step}", is_main)
 
 
 if __name__ == "__main__":
+    stopping.install()  # SIGTERM / SIGINT stop at the end of an optimizer step, with a checkpoint (stopping.py)
     try:
         main(ARGS)
     except ValueError as error:  # bad input (data, weights files, a model without routers): a message, not a traceback

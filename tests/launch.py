@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,3 +19,26 @@ def launch_command(out: Path, *extra: str) -> list[str]:
 
 def run_train(out: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(launch_command(out, *extra), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def train_py_command(out: Path, *extra: str) -> list[str]:
+    """`python train.py --out OUT ...`: a single process without a launcher."""
+    return [sys.executable, "train.py", "--out", str(out), *extra]
+
+
+def start(command: list[str], logs: Path, env: dict = ENV) -> subprocess.Popen:
+    """Start `command` in the background in its own session, its stdout and stderr in files under `logs`
+    (files, not pipes: a train.py that outlives its launcher still has somewhere to write)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+
+
+def wait_for_steps(out: Path, steps: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until `out/metrics.jsonl` has logged `steps` steps (with --log-every 1)."""
+    metrics, deadline = out / "metrics.jsonl", time.time() + timeout
+    while process.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= steps:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{out}: {steps} steps were not logged (exit status {process.poll()})")

@@ -95,7 +95,7 @@ def test_nonfinite_loss_stops_without_corrupting_checkpoints(tmp_path, capsys):
 def test_resume_refuses_a_changed_run_and_resume_none_refuses_a_used_folder(tmp_path):
     folder = small_data(tmp_path / "data")
     out = run_main(tmp_path, "--data", str(folder), "--max-steps", "2", "--out", str(tmp_path / "run"))
-    with pytest.raises(SystemExit, match=r"the run changed: seq_len was 128, now 64"):
+    with pytest.raises(SystemExit, match=r"settings that change what is trained differ: --seq-len was 128, now 64\."):
         run_main(tmp_path, "--data", str(folder), "--max-steps", "4", "--out", str(out), "--seq-len", "64")
     (folder / "train" / "d").mkdir()
     shutil.copy(folder / "train" / "a" / "part.jsonl", folder / "train" / "d" / "part.jsonl")

@@ -4,6 +4,8 @@
 - a dynamic run keeps both ranks' parameters and weights bitwise equal (`--debug-checks`), and the
   logged histograms are the sum of the two ranks' shares;
 - that run, SIGKILLed after a checkpoint and launched again, resumes exactly (bitwise on CPU);
+- a SIGTERM to one rank only stops both ranks after the same step, with a complete checkpoint of it, and the run
+  resumes exactly;
 - the debug checks do catch ranks that disagree (negative control);
 - a multi-process launch that accelerate would run as independent single processes stops;
 - FSDP2, forced onto gloo (accelerate never picks it on CPU), writes sharded checkpoints, resumes,
@@ -24,7 +26,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from launch import REPO, run_train
+from launch import REPO, run_train, start, wait_for_steps
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
 PROBE = ["--probe-batches", "3", "--micro-batch-size", "4", "--seq-len", "128"]  # 3 batches: rank 0 runs 2, rank 1 runs 1
@@ -194,6 +196,30 @@ def crash_before_marker(path, text):
 checkpoint.write_atomic = crash_before_marker
 train.main(tyro.cli(train.Args))
 """
+
+
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_resumes_exactly(tmp_path, ddp_run):
+    out = tmp_path / "stopped"
+    launcher = start(launch_two(out, *RUN), tmp_path / "logs", env=ENV)
+    wait_for_steps(out, 2, launcher)
+    ranks = {int(worker.environ()["RANK"]): worker for worker in psutil.Process(launcher.pid).children(recursive=True)
+             if "train.py" in " ".join(worker.cmdline())}
+    assert sorted(ranks) == [0, 1]
+    ranks[1].send_signal(signal.SIGTERM)  # as when a node-local agent signals only its own processes
+    assert launcher.wait(timeout=300) != 0  # torch's launcher reports a stopped rank as a failure
+    stderr = (tmp_path / "logs" / "stderr").read_text()
+    stopped = [line for line in stderr.splitlines() if line.startswith("routemix: stopped by SIGTERM after step ")]
+    assert len(stopped) == 1, stderr[-3000:]  # rank 0 says it, though only rank 1 got the signal
+    step = int(stopped[0].split("after step ")[1].split(" ")[0])
+    assert 2 <= step < 8
+    folder = out / "checkpoints" / f"step_{step}"
+    assert (folder / "COMPLETE").exists()
+    assert [json.loads((folder / f"routemix_state_{rank}.json").read_text())["step"] for rank in (0, 1)] == [step, step]
+
+    result = run_two(out, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoints/step_{step} at step {step}" in result.stdout
+    assert_same_run(comparable(out), ddp_run)
 
 
 # accelerate runs FSDP only on accelerators; this subclass switches its FSDP2 path on for gloo/CPU, so that

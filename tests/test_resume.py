@@ -1,17 +1,23 @@
-"""A run killed right after a checkpoint, or in the middle of a save, resumes exactly (bitwise on CPU)."""
+"""A run killed right after a checkpoint, or in the middle of a save, resumes exactly (bitwise on CPU); so does a run
+stopped by SIGTERM, sent to train.py or to `accelerate launch`, which saves a checkpoint of the step it was in."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
+import pytest
 import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from launch import ENV, REPO, TINY_RUN, launch_command, run_train
+import checkpoint
+import stopping
+from launch import ENV, REPO, TINY_RUN, launch_command, run_train, start, train_py_command, wait_for_steps
 from test_bad_input import run_main
 
 RUN = [*TINY_RUN, "--max-steps", "24", "--probe-every", "3", "--save-every", "4", "--seed", "7"]
@@ -66,11 +72,16 @@ def assert_same_run(a, b):
     assert model_a.keys() == model_b.keys() and all((model_a[k] == model_b[k]).all() for k in model_a)
 
 
-def test_kill_after_checkpoint_and_in_save_resume_exactly(tmp_path):
-    uninterrupted = tmp_path / "uninterrupted"
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    """What an uninterrupted run of RUN logs and exports: the reference of every resume here."""
+    uninterrupted = tmp_path_factory.mktemp("resume") / "uninterrupted"
     result = run_train(uninterrupted, *RUN)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = comparable(uninterrupted)
+    return comparable(uninterrupted)
+
+
+def test_kill_after_checkpoint_and_in_save_resume_exactly(tmp_path, expected):
 
     # 1. SIGKILL as soon as the step-4 checkpoint is complete, then launch the same command again.
     killed = tmp_path / "killed"
@@ -117,3 +128,84 @@ def test_resume_from_a_named_checkpoint_with_gradient_accumulation(tmp_path):
     assert updates == [u for u in expected_updates if u["step"] > 4] and [u["step"] for u in updates] == [6, 8]
     assert weights == expected_weights
     assert model.keys() == expected_model.keys() and all(torch.equal(model[k], expected_model[k]) for k in model)
+
+
+def assert_stopped_with_a_checkpoint(out, stderr: str) -> int:
+    """The one-line message of a run stopped by SIGTERM, and the complete checkpoint of the step it names."""
+    found = re.search(r"routemix: stopped by SIGTERM after step (\d+) of 24; (\S+) is complete: run the same command "
+                      rf"to continue \(exit status {stopping.EXIT_STOPPED}\)", stderr)
+    assert found, stderr[-3000:]
+    step = int(found[1])
+    folder = out / "checkpoints" / f"step_{step}"
+    assert found[2] == str(folder) and 1 <= step < 24, "stopped mid-run, at the step it names"
+    assert (folder / "COMPLETE").exists() and checkpoint.verify(folder) is None
+    assert json.loads((folder / "routemix_state_0.json").read_text())["step"] == step
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, step + 1))
+    assert not (out / "final").exists()  # final/ is for finished runs
+    return step
+
+
+def test_sigterm_to_train_py_and_to_the_launcher_saves_the_step_and_resumes_exactly(tmp_path, expected):
+    # 1. SIGTERM to `python train.py` itself, mid-run: the step finishes, is saved, and the run exits with its status
+    direct = tmp_path / "direct"
+    process = start(train_py_command(direct, *RUN), tmp_path / "direct-logs")
+    wait_for_steps(direct, 6, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == stopping.EXIT_STOPPED
+    stderr = (tmp_path / "direct-logs" / "stderr").read_text()
+    assert "routemix: SIGTERM: stopping after this optimizer step, with a checkpoint" in stderr
+    assert_stopped_with_a_checkpoint(direct, stderr)
+    result = run_train(direct, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(expected, comparable(direct))
+
+    # 2. SIGTERM to `accelerate launch` only (what Kubernetes sends to a container's first process): the launcher
+    #    forwards nothing and dies; train.py, which had asked for SIGTERM when its launcher ends, saves and exits
+    launched = tmp_path / "launched"
+    launcher = start(launch_command(launched, *RUN), tmp_path / "launched-logs")
+    wait_for_steps(launched, 6, launcher)
+    [trainer] = psutil.Process(launcher.pid).children()
+    assert "train.py" in trainer.cmdline()
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=60) == -signal.SIGTERM
+    gone, alive = psutil.wait_procs([trainer], timeout=120)
+    assert gone and not alive, "train.py must not outlive its launcher"
+    assert_stopped_with_a_checkpoint(launched, (tmp_path / "launched-logs" / "stderr").read_text())
+    result = run_train(launched, *RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(expected, comparable(launched))
+
+
+# Signals in a process that only installs routemix's handlers: the first one is remembered (and the ranks agree on it
+# at the next step's end), a second one, or one before the training loop, ends the process at once.
+SIGNALS = """
+import os, signal, sys, time, types
+import stopping
+stopping.install()
+if sys.argv[1] == "armed":
+    stopping.arm()
+one_process = types.SimpleNamespace(num_processes=1)
+print("before:", stopping.agreed(one_process), flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(0.5)
+print("after one:", stopping.agreed(one_process), stopping.message(3, 10, "out/checkpoints/step_3"), flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(5)
+print("still running", flush=True)
+"""
+
+
+def test_a_second_signal_or_one_before_training_ends_the_process_at_once():
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", SIGNALS, mode], cwd=REPO, env=ENV, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    armed = run("armed")
+    assert armed.returncode == -signal.SIGINT and "still running" not in armed.stdout
+    assert armed.stdout.splitlines() == [
+        "before: False",
+        ("after one: True routemix: stopped by SIGINT after step 3 of 10; out/checkpoints/step_3 is complete: run the "
+         f"same command to continue (exit status {stopping.EXIT_STOPPED})")]
+    assert "routemix: SIGINT: stopping after this optimizer step, with a checkpoint (a second signal stops at once)" in armed.stderr
+    unarmed = run("unarmed")
+    assert unarmed.returncode == -signal.SIGINT and unarmed.stdout == "before: False\n"
