@@ -206,7 +206,11 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_resumes_ex
              if "train.py" in " ".join(worker.cmdline())}
     assert sorted(ranks) == [0, 1]
     ranks[1].send_signal(signal.SIGTERM)  # as when a node-local agent signals only its own processes
-    assert launcher.wait(timeout=300) != 0  # torch's launcher reports a stopped rank as a failure
+    try:
+        assert launcher.wait(timeout=300) != 0  # torch's launcher reports a stopped rank as a failure
+    finally:  # ranks that disagreed would wait for each other: leave none behind
+        for worker in [*ranks.values(), psutil.Process(launcher.pid)] if launcher.poll() is None else []:
+            worker.kill()
     stderr = (tmp_path / "logs" / "stderr").read_text()
     stopped = [line for line in stderr.splitlines() if line.startswith("routemix: stopped by SIGTERM after step ")]
     assert len(stopped) == 1, stderr[-3000:]  # rank 0 says it, though only rank 1 got the signal
