@@ -110,7 +110,7 @@ def test_max_steps_extends_the_schedule_and_cannot_go_below_the_checkpoint(finis
     extended = tmp_path / "extended"
     shutil.copytree(out, extended)
     run_main(tmp_path, "--data", str(folder), "--out", str(extended), *RUN, "--max-steps", "12")
-    assert (f"resume: --max-steps was 8, now 12 (at step 8): the run is extended or shortened: the remaining steps "
+    assert ("resume: --max-steps was 8, now 12 (at step 8): the run is extended or shortened: the remaining steps "
             "follow the LR schedule of a run of the new length") in capsys.readouterr().out
     logged = metrics(extended)
     assert sorted(logged) == list(range(1, 13)) and {s: logged[s] for s in range(1, 9)} == metrics(out)
