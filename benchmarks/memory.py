@@ -7,15 +7,17 @@ Two models: the embedded tiny MoE, and a larger CPU-sized Qwen3-MoE (8 layers, h
 top-2, ~110M parameters) saved to a temporary folder and loaded by path. Each configuration runs in its
 own child process (a clean peak RSS) on the demo data, with the training step train.py runs: packed rows,
 logits at targets only (`TargetHead`), routers frozen, fused AdamW, float32 weights. A thread samples
-the process's RSS every millisecond during the timed steps; "activations" is the peak during the steps
-minus the RSS just before them, when weights, gradient buffers (kept between steps here, zeroed rather
-than freed) and AdamW state are already allocated by the warm-up.
+the process's RSS every millisecond during all steps; "activations" is the peak minus the RSS before
+the first forward, when weights, gradient buffers (kept between steps here, zeroed rather than freed) and
+AdamW state are already allocated. glibc's mmap threshold is fixed (`MALLOC_MMAP_THRESHOLD_`) so that
+freed activations leave the RSS.
 Repetitions are interleaved; the table gives medians [min-max].
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -86,8 +88,12 @@ def child(model_name: str, checkpointing: bool, warmup: int, steps: int, rows: i
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # gradient buffers stay allocated: counted before the steps
 
-    for batch in batches[:warmup]:
-        step(batch)
+    # weights, gradient buffers and AdamW state exist before the first forward (a step on zero gradients moves
+    # nothing: Adam's update is 0 / (0 + eps)), so the RSS growth from here on is what the steps add
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
     before, peak, running = rss_bytes(), [0], [True]
 
     def sample():
@@ -97,6 +103,8 @@ def child(model_name: str, checkpointing: bool, warmup: int, steps: int, rows: i
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    for batch in batches[:warmup]:
+        step(batch)
     times = []
     for batch in batches[warmup:]:
         start = time.perf_counter()
@@ -122,7 +130,9 @@ def main(repeats: int = 3, quick: bool = False, rows: int = 8, seq_len: int = 25
             for name, ckpt in configurations:
                 command = [sys.executable, __file__, "--child", models[name], str(ckpt), str(warmup), str(steps), str(rows),
                            str(seq_len), str(threads)]
-                done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+                # a fixed mmap threshold: freed activations go back to the system, so the RSS follows live memory
+                env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": str(threads)}
+                done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, env=env)
                 results[name, ckpt].append(json.loads(done.stdout.strip().splitlines()[-1]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({f"{n} checkpointing={c}": r for (n, c), r in results.items()}, indent=2))
