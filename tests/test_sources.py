@@ -447,3 +447,14 @@ def test_a_mixture_file_through_train_with_its_initial_weights(tmp_path):
     assert update["weights_before"] == pytest.approx([1 / 8, 3 / 8, 4 / 8])
     with pytest.raises(sources.DataError, match=r"--init-weights size and the weights in the mixture file"):
         run_main(tmp_path, "--data", str(root / "mix.yaml"), "--out", str(tmp_path / "run2"), "--init-weights", "size")
+
+
+def test_the_memory_benchmark_reads_the_same_records_both_ways(tmp_path):
+    """benchmarks/data_memory.py compares Python lists of records with sources.load: the same records, in order."""
+    from benchmarks import data_memory
+
+    data_memory.generate(tmp_path / "data", 400)
+    lists, _ = data_memory.load_as_lists(tmp_path / "data")
+    arrow = sources.load(tmp_path / "data").train
+    assert {name: len(c) for name, c in lists.items()} == {name: 100 for name in data_memory.NAMES}
+    assert all(arrow[name][:] == lists[name] for name in data_memory.NAMES)
