@@ -22,6 +22,7 @@ No accelerate, no files: the caller all-reduces histograms across ranks.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -260,6 +261,50 @@ class RoutingCapture:
         if counts.numel() != dropped_bin + 1:
             raise ValueError(f"a router returned an expert index >= its number of experts ({num_experts})")
         return counts[:dropped_bin].reshape(num_datasets, num_layers, num_experts)
+
+
+class PeriodCounts:
+    """Routing histograms per dataset, summed over the training forwards since the last `take()`
+    (`--probe-source train`): the routing of every training token, at no extra forward.
+
+        trained = PeriodCounts(capture, num_datasets)
+        with trained.counting(dataset_ids):   # each token's dataset over the step's forwards, in forward order; -1: none
+            ...the step's forwards (and backwards)...
+        histograms, tokens = trained.take()   # (k, L, E) on the routers' device and (k,) counted tokens; then zero
+
+    The counts are this process's own; the caller all-reduces them. They are part of a checkpoint
+    (`state_dict`), since a checkpoint can fall in the middle of a period.
+    """
+
+    def __init__(self, capture: RoutingCapture, num_datasets: int):
+        self.capture, self.num_datasets = capture, num_datasets
+        self.histograms: torch.Tensor | None = None
+        self.tokens = [0] * num_datasets
+
+    @contextmanager
+    def counting(self, dataset_ids: torch.Tensor):
+        with self.capture:
+            yield
+            counts = self.capture.histograms(dataset_ids, self.num_datasets)
+        self.histograms = counts if self.histograms is None else self.histograms + counts
+        ids = dataset_ids.reshape(-1)
+        ids = ids[(ids >= 0) & (ids < self.num_datasets)].cpu()
+        self.tokens = [a + b for a, b in zip(self.tokens, torch.bincount(ids, minlength=self.num_datasets).tolist())]
+
+    def take(self) -> tuple[torch.Tensor, list[int]]:
+        if self.histograms is None:
+            raise RuntimeError("no training forward was counted since the last update")
+        histograms, tokens = self.histograms, self.tokens
+        self.histograms, self.tokens = None, [0] * self.num_datasets
+        return histograms, tokens
+
+    def state_dict(self) -> dict:
+        return {"histograms": None if self.histograms is None else self.histograms.cpu().tolist(), "tokens": self.tokens}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        histograms = state["histograms"]
+        self.histograms = None if histograms is None else torch.tensor(histograms, dtype=torch.long, device=device)
+        self.tokens = list(state["tokens"])
 
 
 # --------------------------------------------------------------------------------------------------
