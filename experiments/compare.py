@@ -9,7 +9,8 @@ batch shape and seed as the others (so the same token budget), then `eval.dev_lo
 The comparison is resumable: a run whose model and evaluation exist is skipped, an interrupted run resumes
 from its last checkpoint (train.py's `--resume auto`), and `summary.md` is rewritten from whatever exists.
 
-The strategies (`--strategies` picks some, in this order; each may need the one named in `after`):
+The strategies (`--strategies` picks some, run in that order for each seed; refloss and final-static take files
+from the uniform and dynamic runs of the same seed):
 
 | name | train.py flags |
 |---|---|
@@ -159,9 +160,9 @@ def run_all(args: Args) -> None:
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
-    for name in args.strategies:
-        strategy = STRATEGIES[name]
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed by seed: an interrupted comparison has whole seeds to compare
+        for name in args.strategies:
+            strategy = STRATEGIES[name]
             folder = run_folder(args.out, name, seed)
             if finished(folder):
                 continue
