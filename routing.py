@@ -272,14 +272,29 @@ class PeriodCounts:
             ...the step's forwards (and backwards)...
         histograms, tokens = trained.take()   # (k, L, E) on the routers' device and (k,) counted tokens; then zero
 
-    The counts are this process's own; the caller all-reduces them. They are part of a checkpoint
-    (`state_dict`), since a checkpoint can fall in the middle of a period.
+    The counts are this process's own; the caller all-reduces them and passes the sums to `carry_over`.
+    They are part of a checkpoint (`state_dict`), since a checkpoint can fall in the middle of a period.
     """
 
     def __init__(self, capture: RoutingCapture, num_datasets: int):
         self.capture, self.num_datasets = capture, num_datasets
         self.histograms: torch.Tensor | None = None
         self.tokens = [0] * num_datasets
+        self.previous: torch.Tensor | None = None  # the last period's summed histograms, after carry_over
+
+    def carry_over(self, histograms: torch.Tensor, tokens: list[int]) -> tuple[torch.Tensor, list[int], list[int]]:
+        """The period's histograms summed over all ranks, with every dataset that had no token this period (a
+        small weight, a short period) given its counts from the last period that had some; returns them, those
+        datasets' indices, and the indices of datasets that have never had a token (their counts stay zero: the
+        caller must not read them as routing that differs from everything). Remembers the result for the next
+        period (in `state_dict`: the same on every rank)."""
+        histograms = histograms.clone()
+        empty = [i for i, n in enumerate(tokens) if n == 0]
+        stale = [i for i in empty if self.previous is not None and int(self.previous[i].sum()) > 0]
+        for i in stale:
+            histograms[i] = self.previous[i].to(histograms.device)
+        self.previous = histograms.cpu()
+        return histograms, stale, [i for i in empty if i not in stale]
 
     @contextmanager
     def counting(self, dataset_ids: torch.Tensor):
@@ -299,11 +314,13 @@ class PeriodCounts:
         return histograms, tokens
 
     def state_dict(self) -> dict:
-        return {"histograms": None if self.histograms is None else self.histograms.cpu().tolist(), "tokens": self.tokens}
+        as_list = lambda t: None if t is None else t.cpu().tolist()  # noqa: E731
+        return {"histograms": as_list(self.histograms), "tokens": self.tokens, "previous": as_list(self.previous)}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
-        histograms = state["histograms"]
+        histograms, previous = state["histograms"], state.get("previous")
         self.histograms = None if histograms is None else torch.tensor(histograms, dtype=torch.long, device=device)
+        self.previous = None if previous is None else torch.tensor(previous, dtype=torch.long)
         self.tokens = list(state["tokens"])
 
 

@@ -176,21 +176,27 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
     dev_loss, probe_tokens = None, None
     if trained is None or args.mix == "refloss":
         histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+    stale, unseen = [], []
     if trained is not None:
         rank_histograms, tokens = trained.take()
         histograms = accelerator.reduce(rank_histograms.clone(), reduction="sum").cpu()
         probe_tokens = accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").cpu().tolist()
+        histograms, stale, unseen = trained.carry_over(histograms, probe_tokens)
         rank_histograms = rank_histograms.cpu()
     g = routing.representations(histograms, args.layers)
     pairwise = routing.pairwise(g, args.distance)
     delta = mixture.refloss_delta(dev_loss, ref_loss) if args.mix == "refloss" else routing.redundancy(g, args.distance, args.agg)
+    if unseen and args.mix != "refloss":  # no routing seen yet: no evidence either way, so the mean of the others
+        delta = torch.as_tensor(delta).clone()
+        delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()
     names, before = sampler.names, list(sampler.weights.values())
     update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator))
     sampler.set_weights(dict(zip(names, update["weights_after"])), at=step)
     record = {
         "step": step, "strategy": args.mix, "names": names,
         "weights_before": before, **update, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
-        "histograms": histograms.tolist(), "probe_source": args.probe_source, "layers": args.layers,
+        "histograms": histograms.tolist(), "probe_source": args.probe_source,
+        "routing_carried_over": [names[i] for i in stale], "routing_unseen": [names[i] for i in unseen], "layers": args.layers,
         "distance": args.distance, "agg": args.agg, "update": args.update, "rule": asdict(mix.rule),
         "max_epochs": args.max_epochs, "eta": args.eta, "c": args.c, "pairwise": pairwise.tolist(),
         "delta": torch.as_tensor(delta).tolist(), "probe_tokens": probe_tokens, "dev_loss": dev_loss,
