@@ -314,7 +314,7 @@ class PeriodCounts:
         return histograms, tokens
 
     def state_dict(self) -> dict:
-        as_list = lambda t: None if t is None else t.cpu().tolist()  # noqa: E731
+        as_list = lambda t: None if t is None else t.cpu().tolist()
         return {"histograms": as_list(self.histograms), "tokens": self.tokens, "previous": as_list(self.previous)}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
