@@ -8,6 +8,7 @@ Every (strategy, seed) is one `python train.py` run in `<out>/<strategy>/seed_<s
 batch shape and seed as the others (so the same token budget), then `eval.dev_loss` on the full dev sets.
 The comparison is resumable: a run whose model and evaluation exist is skipped, an interrupted run resumes
 from its last checkpoint (train.py's `--resume auto`), and `summary.md` is rewritten from whatever exists.
+Several processes with the same arguments share the runs between them (a run is locked while one works on it).
 
 The strategies (`--strategies` picks some, run in that order for each seed; refloss and final-static take files
 from the uniform and dynamic runs of the same seed):
@@ -32,6 +33,7 @@ final weights and the most passes over any dataset), `<out>/summary.json` (every
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -39,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,8 +113,6 @@ def strategy_flags(strategy: Strategy, out: Path, seed: int) -> list[str]:
     values = {}
     if strategy.after is not None:
         source = run_folder(out, strategy.after, seed)
-        if not (source / "final" / "model.safetensors").exists():
-            raise SystemExit(f"{strategy.name} seed {seed} needs the {strategy.after} run of seed {seed} first ({source})")
         folder.mkdir(parents=True, exist_ok=True)
         if "{ref_loss}" in strategy.flags:  # the reference model's dev losses on the same probe batches
             last = json.loads((source / "mixture.jsonl").read_text().splitlines()[-1])
@@ -156,24 +157,47 @@ def evaluate(folder: Path, data: Path) -> float:
     return time.perf_counter() - start
 
 
+@contextmanager
+def claimed(folder: Path):
+    """Whether this process may work on `folder` now: a run another `experiments.compare` process (same `--out`) is
+    working on is locked, and skipped here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".compare.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def run_all(args: Args) -> None:
+    """Every (seed, strategy) not finished yet. Several processes with the same arguments share the work (each
+    run is locked while one works on it); a run whose `after` run is not finished waits for a later pass."""
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
-    for seed in args.seeds:  # seed by seed: an interrupted comparison has whole seeds to compare
-        for name in args.strategies:
-            strategy = STRATEGIES[name]
-            folder = run_folder(args.out, name, seed)
-            if finished(folder):
-                continue
-            record = {}
-            if not (folder / "final" / "model.safetensors").exists():
-                print(f"== {name} seed {seed}", flush=True)
-                record = train(strategy, seed, args)
-            record["eval_seconds"] = evaluate(folder, args.data)
-            previous = json.loads((folder / "compare.json").read_text()) if (folder / "compare.json").exists() else {}
-            (folder / "compare.json").write_text(json.dumps(previous | record, indent=2))
-            write_summary(args)  # after every run: an interrupted comparison still has its table
+    progress = True
+    while progress:
+        progress = False
+        for seed in args.seeds:  # seed by seed: an interrupted comparison has whole seeds to compare
+            for name in args.strategies:
+                strategy, folder = STRATEGIES[name], run_folder(args.out, name, seed)
+                after = strategy.after and run_folder(args.out, strategy.after, seed)
+                if finished(folder) or (after and not finished(after)):
+                    continue
+                with claimed(folder) as mine:
+                    if not mine or finished(folder):
+                        continue
+                    record = {}
+                    if not (folder / "final" / "model.safetensors").exists():
+                        print(f"== {name} seed {seed}", flush=True)
+                        record = train(strategy, seed, args)
+                    record["eval_seconds"] = evaluate(folder, args.data)
+                    previous = json.loads((folder / "compare.json").read_text()) if (folder / "compare.json").exists() else {}
+                    (folder / "compare.json").write_text(json.dumps(previous | record, indent=2))
+                progress = True
+                write_summary(args)  # after every run: an interrupted comparison still has its table
 
 
 # --------------------------------------------------------------------------------------------------
