@@ -2,7 +2,7 @@
 
     folder = checkpoint.find(out, args.resume, fingerprint, accelerator)  # verified and resumable, or None
     checkpoint.remove_interrupted(out)                  # main process, before anything else touches `out`
-    step, tokens = checkpoint.load(accelerator, folder, sampler, stream)
+    state = checkpoint.load(accelerator, folder, sampler, stream)  # this rank's routemix state: step, tokens, ...
     ...
     checkpoint.save(accelerator, out, step, {"step": step, "sampler": sampler.state_dict(), ...}, keep=2)
 
@@ -195,13 +195,14 @@ def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int,
     return folder
 
 
-def load(accelerator: Accelerator, folder: Path, sampler, stream) -> tuple[int, int]:
+def load(accelerator: Accelerator, folder: Path, sampler, stream) -> dict:
     """Restore accelerate's state from `folder` (checked by `find`), and the sampler's and packing stream's own
-    (they continue their streams: no batches skipped or replayed); returns the step and the tokens seen."""
+    (they continue their streams: no batches skipped or replayed); returns this rank's routemix state (step,
+    tokens seen, and what the mixture keeps)."""
     state = json.loads(state_file(folder, accelerator.process_index).read_text())
     accelerator.load_state(folder)
     sampler.load_state_dict(state["sampler"])
     stream.load_state_dict(state["stream"])
     if accelerator.is_main_process:
         print(f"resumed from {folder} at step {state['step']}")
-    return state["step"], state["tokens"]
+    return state

@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+ANCHORED_ETA, ANCHORED_EMA, ANCHORED_PULL, ANCHORED_C, ANCHORED_AGG = 0.3, 0.5, 1.0, 0.05, "max"
+"""`--update anchored`'s defaults (README, "Choosing the update": the experiments behind them)."""
+DEFAULT_MAX_EPOCHS = None
+
 
 @dataclass
 class Args:
@@ -96,12 +100,33 @@ class Args:
     """Routing representation: the last MoE layer (the paper) or all layers, each normalised, concatenated."""
     distance: Literal["cos", "l2", "inv-l2"] = "cos"
     """Redundancy: 1 - cosine similarity, l2 distance, or l2 with ranks reversed (the paper's ablation)."""
-    agg: Literal["mean", "min", "max"] = "mean"
-    """How a dataset's distances to the other datasets (j != i) are aggregated."""
-    eta: float = 10.0
-    """Step size of the weight update: w <- softmax(log w + eta * delta)."""
-    c: float = 0.05
-    """Smoothing: w <- (1 - c) * w + c / k keeps every weight >= c / k."""
+    agg: Literal["mean", "min", "max"] | None = None
+    """How a dataset's distances to the other datasets (j != i) are aggregated (default: `mean` for `--update paper`,
+    the paper's; `max` for `anchored`: a dataset is redundant when its nearest neighbour routes alike, which the mean
+    over all others dilutes)."""
+    update: Literal["anchored", "paper"] = "anchored"
+    """How delta moves the weights (dynamic, refloss). `paper`: the published rule, w <- softmax(log w + eta * delta),
+    which compounds over probes until one dataset holds nearly everything. `anchored`: delta in units of its spread
+    over datasets, averaged over probes (`--delta-ema`), and the log-weights pulled towards the initial ones
+    (`--pull`), so weights settle instead of running off (README: the defaults and why)."""
+    eta: float | None = None
+    """Step size: for `paper` a multiple of delta (default 10, the paper's); for `anchored` log-units of weight per
+    standard deviation of delta (default 0.3)."""
+    c: float | None = None
+    """Smoothing: w <- (1 - c) * w + c / k keeps every weight >= c / k (default: 0.05, the paper's for LLaMA-MoE)."""
+    delta_ema: float | None = None
+    """`anchored`: e <- ema * e + (1 - ema) * delta over probes (default 0.5)."""
+    pull: float | None = None
+    """`anchored`: log w <- (1 - pull) * log w + pull * log w0 before each step, 0..1 (default 1: the
+    weights follow the current e alone, softmax(log w0 + eta * e))."""
+    max_epochs: float | None = DEFAULT_MAX_EPOCHS
+    """Repetition cap: no dataset is drawn more than this many passes over the whole run (planned over `max-steps`
+    from the tokens drawn so far); a weight that would exceed it is capped and the excess goes to the other datasets
+    in proportion to their weights. `None`: no cap."""
+    probe_source: Literal["dev", "train"] = "dev"
+    """Where the routing histograms come from: `dev` (the paper: an eval-mode probe over fixed dev batches) or
+    `train` (counted in the period's own training forwards, per dataset, at no extra forward; dev losses still come
+    from the dev probe when `--mix refloss` needs them)."""
     ref_loss: Path | None = None
     """JSON {"name": loss} of a reference model's dev losses, for `--mix refloss`."""
     probe_only: bool = False
@@ -145,6 +170,18 @@ def resolve_defaults(args: Args) -> Args:
     args.probe_batches = args.probe_batches if args.probe_batches is not None else (3 if tiny else 5)
     if args.lora_r and not args.freeze_router:
         raise SystemExit("--no-freeze-router with --lora-r: under LoRA the routers are never adapted and stay frozen")
+    args.agg = args.agg or ("mean" if args.update == "paper" else ANCHORED_AGG)
+    if args.update == "paper":
+        given = [flag for flag, value in (("--delta-ema", args.delta_ema), ("--pull", args.pull)) if value is not None]
+        if given:
+            raise SystemExit(f"{' and '.join(given)} belong to --update anchored; --update paper is the published rule")
+        args.eta = 10.0 if args.eta is None else args.eta
+        args.c = 0.05 if args.c is None else args.c
+    else:
+        args.eta = ANCHORED_ETA if args.eta is None else args.eta
+        args.c = ANCHORED_C if args.c is None else args.c
+        args.delta_ema = ANCHORED_EMA if args.delta_ema is None else args.delta_ema
+        args.pull = ANCHORED_PULL if args.pull is None else args.pull
     check(args)  # `out` stays None here: the default run folder is created, uniquely, by run_lock.claim
     return args
 
@@ -195,6 +232,14 @@ def check(args: Args) -> None:
             raise SystemExit(f"{flag(name)} {value}: must be finite and {rule}")
     if args.mix == "refloss" and args.ref_loss is None:
         raise SystemExit("--mix refloss needs --ref-loss <json of reference dev losses>")
+    for name in ("delta_ema", "pull"):  # None under --update paper
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 1:
+            raise SystemExit(f"{flag(name)} {value}: must be in [0, 1]")
+    if args.max_epochs is not None and not args.max_epochs > 0:
+        raise SystemExit(f"--max-epochs {args.max_epochs}: must be positive (or None for no cap)")
+    if args.probe_only and args.probe_source == "train":
+        raise SystemExit("--probe-only runs no training forward: it needs --probe-source dev")
     if args.ref_loss is not None and args.mix != "refloss":
         raise SystemExit(f"--ref-loss {args.ref_loss} is used only by --mix refloss, and --mix is {args.mix}")
     if args.router_pattern is not None:

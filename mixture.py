@@ -253,6 +253,8 @@ class Mixture:
         self.prior = [tuple(p) for p in prior] if prior is not None else [(0, 0)] * len(self.names)
         self.weights = list(self.initial)  # the strategy's own weights, before the cap
         self.signal: list[float] | None = None  # the rule's e (its moving average of delta)
+        self._announced: set[str] = set()  # datasets whose cap was printed (`cap_messages`); not state
+        self._announced_infeasible = False
 
     def lengths(self, usage: Usage) -> list[float]:
         """Mean tokens per example of each dataset: drawn so far, and the prior, together."""
@@ -286,8 +288,18 @@ class Mixture:
 
     def start(self, usage: Usage) -> dict:
         """The weights of the first period: the initial ones, capped (see `cap`). Also `planned_epochs_initial`,
-        the passes the initial weights themselves would make."""
-        return self.cap(self.initial, usage) | {"planned_epochs_initial": self.planned_epochs(self.initial, usage)}
+        the passes the initial weights themselves would make.
+
+        Raises ValueError when even every dataset at the cap cannot fill the planned run.
+        """
+        record = self.cap(self.initial, usage) | {"planned_epochs_initial": self.planned_epochs(self.initial, usage)}
+        if record["cap_infeasible"]:
+            lengths = self.lengths(usage)
+            holds = sum(self.max_epochs * size * length for size, length in zip(self.sizes, lengths))
+            raise ValueError(f"--max-epochs {self.max_epochs:g} cannot hold the run: {self.max_epochs:g} passes over "
+                             f"every dataset are about {holds:,.0f} tokens, the planned steps draw about "
+                             f"{usage.tokens_ahead:,.0f}; raise --max-epochs, lower --max-steps, or pass --max-epochs None")
+        return record
 
     def update(self, period: int, delta, usage: Usage) -> dict:
         """The weights for probe period `period` from this probe's delta (dynamic, refloss; ignored otherwise).
@@ -307,6 +319,34 @@ class Mixture:
         else:
             self.weights = next_weights(self.strategy, self.weights, period=period, seed=self.seed)
         return {"weights_proposed": list(self.weights)} | self.cap(self.weights, usage) | extra
+
+    def cap_messages(self, record: dict, step: int) -> list[str]:
+        """What to print about the cap, once: the cap itself and a warning for each dataset that the initial weights
+        would repeat past it (at the start, `step` 0), then the first update that caps each dataset. Every capped
+        update is in mixture.jsonl (`capped`, `planned_epochs`); this only tells the user once."""
+        if self.max_epochs is None:
+            return []
+        messages = []
+        if "planned_epochs_initial" in record:
+            limits = {name: math.floor(self.max_epochs * size) for name, size in zip(self.names, self.sizes)}
+            messages.append(f"--max-epochs {self.max_epochs:g}: at most {limits} examples per dataset over the run")
+            for name, passes, weight in zip(self.names, record["planned_epochs_initial"], record["weights_after"]):
+                if passes > self.max_epochs:
+                    messages.append(f"warning: at its initial weight {name!r} would be drawn {passes:.3g} times over "
+                                    f"the run, past --max-epochs {self.max_epochs:g}; its weight is capped from the start "
+                                    f"(to {weight:.4f}), the other datasets share the rest")
+            self._announced.update(record["capped"])
+        elif new := [name for name in record["capped"] if name not in self._announced]:
+            messages.append(f"step {step}: --max-epochs caps {new} (planned passes "
+                            + ", ".join(f"{n} {p:.2f}" for n, p in zip(self.names, record["planned_epochs"]) if n in new)
+                            + "); every capped update is in mixture.jsonl")
+            self._announced.update(new)
+        if record["cap_infeasible"] and not self._announced_infeasible:
+            messages.append(f"warning: even every dataset at --max-epochs {self.max_epochs:g} cannot fill the remaining "
+                            "steps; the sampler stops drawing each dataset at its limit and stops the run when all are "
+                            "used up: raise --max-epochs or lower --max-steps")
+            self._announced_infeasible = True
+        return messages
 
     def state_dict(self) -> dict:
         """The strategy's weights and the rule's moving average (JSON: floats round-trip exactly)."""

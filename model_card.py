@@ -18,7 +18,8 @@ from pathlib import Path
 # the flags that shape the result (everything else is logging, paths and plumbing)
 FLAGS = ("model", "chat_template", "data", "max_steps", "micro_batch_size", "seq_len", "grad_accum", "lr", "warmup_ratio",
          "weight_decay", "bf16", "freeze_router", "aux_loss_coef", "mix", "init_weights", "probe_every", "probe_batches",
-         "probe_tokens", "layers", "distance", "agg", "eta", "c", "seed")
+         "probe_tokens", "probe_source", "layers", "distance", "agg", "update", "eta", "c", "delta_ema", "pull",
+         "max_epochs", "seed")
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 TRAJECTORY_ROWS = 12  # the table samples the weight history; weights.png has all of it
 
@@ -58,7 +59,7 @@ def render(args, sizes: dict[str, int], dev_sizes: dict[str, int], history: list
         picks = sorted({round(i * (len(history) - 1) / max(1, TRAJECTORY_ROWS - 1)) for i in range(TRAJECTORY_ROWS)})
         text += _table(["from step", *names], [[history[i][0], *(f"{w:.4f}" for w in history[i][1])] for i in picks])
 
-    if record is not None:
+    if record is not None and record["dev_loss"] is not None:  # None: --probe-source train ran no dev probe
         text += f"\n## Dev loss at step {record['step']}\n\n"
         text += _table(["dataset", "loss", "perplexity"],
                        [[n, f"{loss:.4f}", f"{math.exp(loss):.2f}"] for n, loss in zip(record["names"], record["dev_loss"])])

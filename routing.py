@@ -22,6 +22,7 @@ No accelerate, no files: the caller all-reduces histograms across ranks.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -260,6 +261,67 @@ class RoutingCapture:
         if counts.numel() != dropped_bin + 1:
             raise ValueError(f"a router returned an expert index >= its number of experts ({num_experts})")
         return counts[:dropped_bin].reshape(num_datasets, num_layers, num_experts)
+
+
+class PeriodCounts:
+    """Routing histograms per dataset, summed over the training forwards since the last `take()`
+    (`--probe-source train`): the routing of every training token, at no extra forward.
+
+        trained = PeriodCounts(capture, num_datasets)
+        with trained.counting(dataset_ids):   # each token's dataset over the step's forwards, in forward order; -1: none
+            ...the step's forwards (and backwards)...
+        histograms, tokens = trained.take()   # (k, L, E) on the routers' device and (k,) counted tokens; then zero
+
+    The counts are this process's own; the caller all-reduces them and passes the sums to `carry_over`.
+    They are part of a checkpoint (`state_dict`), since a checkpoint can fall in the middle of a period.
+    """
+
+    def __init__(self, capture: RoutingCapture, num_datasets: int):
+        self.capture, self.num_datasets = capture, num_datasets
+        self.histograms: torch.Tensor | None = None
+        self.tokens = [0] * num_datasets
+        self.previous: torch.Tensor | None = None  # the last period's summed histograms, after carry_over
+
+    def carry_over(self, histograms: torch.Tensor, tokens: list[int]) -> tuple[torch.Tensor, list[int], list[int]]:
+        """The period's histograms summed over all ranks, with every dataset that had no token this period (a
+        small weight, a short period) given its counts from the last period that had some; returns them, those
+        datasets' indices, and the indices of datasets that have never had a token (their counts stay zero: the
+        caller must not read them as routing that differs from everything). Remembers the result for the next
+        period (in `state_dict`: the same on every rank)."""
+        histograms = histograms.clone()
+        empty = [i for i, n in enumerate(tokens) if n == 0]
+        stale = [i for i in empty if self.previous is not None and int(self.previous[i].sum()) > 0]
+        for i in stale:
+            histograms[i] = self.previous[i].to(histograms.device)
+        self.previous = histograms.cpu()
+        return histograms, stale, [i for i in empty if i not in stale]
+
+    @contextmanager
+    def counting(self, dataset_ids: torch.Tensor):
+        with self.capture:
+            yield
+            counts = self.capture.histograms(dataset_ids, self.num_datasets)
+        self.histograms = counts if self.histograms is None else self.histograms + counts
+        ids = dataset_ids.reshape(-1)
+        ids = ids[(ids >= 0) & (ids < self.num_datasets)].cpu()
+        self.tokens = [a + b for a, b in zip(self.tokens, torch.bincount(ids, minlength=self.num_datasets).tolist())]
+
+    def take(self) -> tuple[torch.Tensor, list[int]]:
+        if self.histograms is None:
+            raise RuntimeError("no training forward was counted since the last update")
+        histograms, tokens = self.histograms, self.tokens
+        self.histograms, self.tokens = None, [0] * self.num_datasets
+        return histograms, tokens
+
+    def state_dict(self) -> dict:
+        as_list = lambda t: None if t is None else t.cpu().tolist()
+        return {"histograms": as_list(self.histograms), "tokens": self.tokens, "previous": as_list(self.previous)}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        histograms, previous = state["histograms"], state.get("previous")
+        self.histograms = None if histograms is None else torch.tensor(histograms, dtype=torch.long, device=device)
+        self.previous = None if previous is None else torch.tensor(previous, dtype=torch.long)
+        self.tokens = list(state["tokens"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -113,8 +113,11 @@ class RunLog:
         append_jsonl(self.out / "mixture.jsonl", record)
         scalars = {"charts/probe_seconds": record["seconds"]}
         for i, name in enumerate(record["names"]):
-            scalars |= {f"mixture/weight_{name}": record["weights_after"][i], f"mixture/delta_{name}": record["delta"][i],
-                        f"losses/dev_{name}": record["dev_loss"][i]}
+            scalars |= {f"mixture/weight_{name}": record["weights_after"][i], f"mixture/delta_{name}": record["delta"][i]}
+            if record["dev_loss"] is not None:  # None: --probe-source train and no strategy that needs dev losses
+                scalars[f"losses/dev_{name}"] = record["dev_loss"][i]
+            if record.get("planned_epochs") is not None:
+                scalars[f"mixture/planned_epochs_{name}"] = record["planned_epochs"][i]
         self.accelerator.log(scalars, step=record["step"])
 
     def plots(self, history: list[tuple[int, list[float]]], record: dict | None) -> None:

@@ -140,35 +140,84 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
     return histograms, dev_loss, tokens[1].tolist(), rank_histograms.cpu()
 
 
-def reweight(step: int, period: int, model, dev: DevProbe, sampler: MixtureSampler, args: Args,
-             ref_loss: list[float] | None, accelerator: Accelerator) -> tuple[dict, torch.Tensor]:
+def probe_lengths(batches: dict[str, list[dict[str, torch.Tensor]]]) -> list[tuple[int, int]]:
+    """(real tokens, examples) in each dataset's probe batches, sorted by name: the repetition cap's estimate of
+    example lengths before the training stream has drawn any (the same on every rank)."""
+    return [(sum(int(b["token_mask"].sum()) for b in batches[name]),
+             sum(int(((b["position_ids"] == 0) & b["token_mask"]).sum()) for b in batches[name]))
+            for name in sorted(batches)]
+
+
+def step_capacity(args: Args, accelerator: Accelerator) -> int:
+    """Tokens one optimizer step can hold, on all ranks together."""
+    return args.micro_batch_size * args.seq_len * args.grad_accum * accelerator.num_processes
+
+
+def counted_datasets(micro_batches: list[dict], response_only: bool) -> torch.Tensor:
+    """Each token's dataset over a step's micro-batches, flattened in forward order, -1 where routing does not
+    count (padding; with `--probe-tokens response` also every token that is not an assistant token)."""
+    ids = [torch.where(b["labels"] != data.IGNORE_INDEX, b["dataset_ids"], -1) if response_only else b["dataset_ids"]
+           for b in micro_batches]
+    return torch.cat([i.reshape(-1) for i in ids])
+
+
+def drawn_so_far(step: int, sampler: MixtureSampler, stream: data.PackedStream, args: Args,
+                 accelerator: Accelerator) -> mixture.Usage:
+    """Examples and tokens drawn of each dataset on all ranks together, and the tokens the rest of the run will
+    draw (at the rate so far; before the first step, a full batch per step), for the repetition cap."""
+    local = [[sampler.drawn[n] for n in sampler.names], [stream.drawn_tokens[n] for n in sampler.names]]
+    drawn, tokens = accelerator.reduce(torch.tensor(local, device=accelerator.device), reduction="sum").cpu().tolist()
+    return mixture.Usage.at(step, args.max_steps, drawn, tokens, step_capacity(args, accelerator))
+
+
+def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture, sampler: MixtureSampler,
+             stream: data.PackedStream, args: Args, ref_loss: list[float] | None, accelerator: Accelerator,
+             trained: routing.PeriodCounts | None = None) -> tuple[dict, torch.Tensor]:
     """Probe, compute the next weights (identically on every rank) and hand them to the sampler.
 
-    Returns the update's record, as `mixture.jsonl` logs it, and this rank's own histograms.
+    With `trained` (`--probe-source train`) the histograms are those the period's training forwards counted,
+    and the dev probe runs only when the strategy needs dev losses (refloss). Returns the update's record, as
+    `mixture.jsonl` logs it, and this rank's own histograms.
     """
     start = time.perf_counter()
-    histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+    dev_loss, probe_tokens = None, None
+    if trained is None or args.mix == "refloss":
+        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+    stale, unseen = [], []
+    if trained is not None:
+        rank_histograms, tokens = trained.take()
+        histograms = accelerator.reduce(rank_histograms.clone(), reduction="sum").cpu()
+        probe_tokens = accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").cpu().tolist()
+        histograms, stale, unseen = trained.carry_over(histograms, probe_tokens)
+        rank_histograms = rank_histograms.cpu()
     g = routing.representations(histograms, args.layers)
     pairwise = routing.pairwise(g, args.distance)
     delta = mixture.refloss_delta(dev_loss, ref_loss) if args.mix == "refloss" else routing.redundancy(g, args.distance, args.agg)
+    if unseen and args.mix != "refloss":  # no routing seen yet: no evidence either way, so the mean of the others
+        delta = torch.as_tensor(delta).clone()
+        delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()
     names, before = sampler.names, list(sampler.weights.values())
-    after = mixture.next_weights(args.mix, before, period=period, seed=args.seed, delta=delta, eta=args.eta, c=args.c)
-    sampler.set_weights(dict(zip(names, after)), at=step)
+    update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator))
+    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step)
     record = {
         "step": step, "strategy": args.mix, "names": names,
-        "weights_before": before, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
-        "histograms": histograms.tolist(), "layers": args.layers, "distance": args.distance, "agg": args.agg,
-        "eta": args.eta, "c": args.c, "pairwise": pairwise.tolist(), "delta": torch.as_tensor(delta).tolist(),
-        "probe_tokens": probe_tokens, "dev_loss": dev_loss, "seconds": time.perf_counter() - start,
+        "weights_before": before, **update, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
+        "histograms": histograms.tolist(), "probe_source": args.probe_source,
+        "routing_carried_over": [names[i] for i in stale], "routing_unseen": [names[i] for i in unseen], "layers": args.layers,
+        "distance": args.distance, "agg": args.agg, "update": args.update, "rule": asdict(mix.rule),
+        "max_epochs": args.max_epochs, "eta": args.eta, "c": args.c, "pairwise": pairwise.tolist(),
+        "delta": torch.as_tensor(delta).tolist(), "probe_tokens": probe_tokens, "dev_loss": dev_loss,
+        "seconds": time.perf_counter() - start,
     }
     return record, rank_histograms
 
 
-def write_probe_weights(model, dev: DevProbe, sampler: MixtureSampler, args: Args, ref_loss: list[float] | None,
-                        accelerator: Accelerator, log: RunLog, debug: distributed.DebugChecks) -> None:
+def write_probe_weights(model, dev: DevProbe, mix: mixture.Mixture, sampler: MixtureSampler, stream: data.PackedStream,
+                        args: Args, ref_loss: list[float] | None, accelerator: Accelerator, log: RunLog,
+                        debug: distributed.DebugChecks) -> None:
     """`--probe-only`: one probe and weight update on the loaded model, logged as usual, and the sampler's new
     weights written to `probe_weights.json` in the `--init-weights` format."""
-    record, rank_histograms = reweight(0, 1, model, dev, sampler, args, ref_loss, accelerator)
+    record, rank_histograms = reweight(0, 1, model, dev, mix, sampler, stream, args, ref_loss, accelerator)
     debug.weights(0, sampler.names, record["weights_after"], rank_histograms)
     log.mixture(record)
     log.plots(sampler.history, record)
@@ -301,8 +350,21 @@ def main(args: Args) -> None:
     distributed.set_zero3_leaf_modules(accelerator, moe_block_classes(model, args.router_pattern))
     dev = DevProbe(make_probe_batches(dev_sets, tokenizer, args), head, routing.RoutingCapture(routers),
                    response_only=args.probe_tokens == "response")
-    sampler = MixtureSampler(sizes, dict(zip(names, weights)), seed=args.seed, rank=accelerator.process_index)
+    # the strategy's state between probes; the cap plans from the tokens drawn so far, the probe batches before that
+    rule = mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
+                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
+    mix = mixture.Mixture(args.mix, names, sizes, weights, rule, seed=args.seed, max_epochs=args.max_epochs,
+                          prior=probe_lengths(dev.batches))
+    start = mix.start(mixture.Usage.at(0, args.max_steps, [0] * len(names), [0] * len(names),
+                                       step_capacity(args, accelerator)))
+    if is_main:
+        for message in mix.cap_messages(start, step=0):
+            print(message)
+    sampler = MixtureSampler(sizes, dict(zip(names, start["weights_after"])), seed=args.seed,
+                             rank=accelerator.process_index,
+                             max_draws=mixture.max_draws(sizes, args.max_epochs, accelerator.num_processes))
     stream = data.PackedStream(sampler.draw, train_sets, tokenizer, args.seq_len, args.micro_batch_size, sampler.upcoming)
+    trained = routing.PeriodCounts(dev.capture, len(names)) if args.probe_source == "train" else None
     # fused: one kernel per optimizer step instead of several per parameter (BENCHMARKS.md)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                   weight_decay=args.weight_decay, fused=True)
@@ -314,12 +376,19 @@ def main(args: Args) -> None:
     checkpoint.use_model_keys(accelerator)  # checkpoints are models too: from_pretrained reads their weights
 
     # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
-    step, tokens_seen = checkpoint.load(accelerator, resume_from, sampler, stream) if resume_from else (0, 0)
+    step, tokens_seen = 0, 0
+    if resume_from is not None:
+        state = checkpoint.load(accelerator, resume_from, sampler, stream)
+        # a checkpoint from before the cap and the anchored rule: the strategy's weights were the sampler's
+        mix.load_state_dict(state.get("mixture") or {"weights": list(sampler.weights.values()), "signal": None})
+        if trained is not None:
+            trained.load_state_dict(state["trained_routing"], accelerator.device)
+        step, tokens_seen = state["step"], state["tokens"]
     log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args))
     debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
     if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training
-        write_probe_weights(model, dev, sampler, args, ref_loss, accelerator, log, debug)
+        write_probe_weights(model, dev, mix, sampler, stream, args, ref_loss, accelerator, log, debug)
         log.close()
         model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)  # see the end of main
         accelerator.end_training()
@@ -335,7 +404,9 @@ def main(args: Args) -> None:
     while step < args.max_steps and not stop:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
-        loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)
+        counting = trained.counting(counted_datasets(micro_batches, dev.response_only)) if trained else nullcontext()
+        with counting:  # --probe-source train: the routing of this step's own forwards, per dataset
+            loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
         # DeepSpeed has clipped inside its step already and returns the norm as a float
         grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
@@ -359,9 +430,12 @@ def main(args: Args) -> None:
 
         # --- once in a while: probe -> reweight -> log -> checkpoint
         if step % args.probe_every == 0 or last_step:
-            record, rank_histograms = reweight(step, step // args.probe_every, model, dev, sampler, args, ref_loss, accelerator)
+            record, rank_histograms = reweight(step, step // args.probe_every, model, dev, mix, sampler, stream, args,
+                                               ref_loss, accelerator, trained)
             debug.weights(step, names, record["weights_after"], rank_histograms)
             log.mixture(record)
+            for message in mix.cap_messages(record, step) if is_main else []:
+                print(message)
         if step % args.log_every == 0 or last_step:
             step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(global_tokens, 1)
             log.metrics({"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
@@ -372,7 +446,8 @@ def main(args: Args) -> None:
             log.plots(sampler.history, record)
             checkpoint.save(accelerator, out, step, keep=args.keep_checkpoints, state={
                 "step": step, "tokens": tokens_seen, "fingerprint": fingerprint,
-                "sampler": sampler.state_dict(), "stream": stream.state_dict()}, model=model, tokenizer=tokenizer)
+                "sampler": sampler.state_dict(), "stream": stream.state_dict(), "mixture": mix.state_dict(),
+                "trained_routing": trained.state_dict() if trained else None}, model=model, tokenizer=tokenizer)
     progress.close()
 
     final = None if stop else export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)

@@ -18,13 +18,13 @@ from benchmarks.clock import StepClock, peak_rss_mib
 
 def train_loop(
     mix: str, probe_every: int, probe_batches: int, warmup: int, steps: int, rows: int, seq_len: int, data_dir: Path,
-    attn_implementation: str | None = None,
+    **flags,
 ) -> dict:
     """Throughput of `train.main` over `steps` steps after `warmup`; probes at every multiple of `probe_every`.
 
     The run stops one step after the window (`max-steps = warmup + steps + 1`) so that the final
     probe, checkpoint and model export happen outside the window; `save-every` is out of reach, so no
-    other checkpoint is written.
+    other checkpoint is written. `flags` are more `train.Args` fields (e.g. `probe_source="train"`).
     """
     clock, probe_starts, probe_seconds = StepClock(), [], []
     next_batch, probe = data.PackedStream.next_batch, train.probe
@@ -48,7 +48,7 @@ def train_loop(
             args = train.Args(
                 data=data_dir, out=Path(out) / "run", resume="none", mix=mix, probe_every=probe_every,
                 probe_batches=probe_batches, max_steps=warmup + steps + 1, save_every=10**9,
-                micro_batch_size=rows, seq_len=seq_len, attn_implementation=attn_implementation,
+                micro_batch_size=rows, seq_len=seq_len, **flags,
             )
             train.main(args)
     finally:

@@ -5,7 +5,6 @@ Covered elsewhere: record formats, skipped records and train/dev name mismatch (
 (test_capture.py).
 """
 
-import json
 import shutil
 from pathlib import Path
 

@@ -5,6 +5,8 @@ hook on each router's sibling experts module reads the indices the experts were
 actually given, and a Python loop counts them over the real tokens.
 """
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -318,3 +320,20 @@ def test_histograms_per_dataset_equal_one_masked_histogram_per_dataset():
     assert torch.equal(together, torch.stack(expected))
     assert together.sum().item() == int(((dataset_ids >= 0) & (dataset_ids < 3)).sum()) * 2 * TOP_K
     assert together.sum(dim=(1, 2)).tolist() != [0, 0, 0] and len(set(together.sum(dim=(1, 2)).tolist())) > 1
+
+
+def test_period_counts_carry_over_datasets_without_tokens():
+    """A dataset with no token in a period keeps its counts from the last period that had some; one never seen is
+    reported (its zero counts are no routing at all, not routing unlike every other dataset's)."""
+    from routing import PeriodCounts
+
+    counts = PeriodCounts(capture=None, num_datasets=3)
+    first = torch.tensor([[[4, 0]], [[0, 0]], [[1, 3]]])
+    got, stale, unseen = counts.carry_over(first, [2, 0, 2])
+    assert torch.equal(got, first) and stale == [] and unseen == [1]
+    second = torch.tensor([[[0, 0]], [[2, 2]], [[0, 6]]])
+    got, stale, unseen = counts.carry_over(second, [0, 2, 3])
+    assert got.tolist() == [[[4, 0]], [[2, 2]], [[0, 6]]] and stale == [0] and unseen == []
+    restored = PeriodCounts(capture=None, num_datasets=3)
+    restored.load_state_dict(json.loads(json.dumps(counts.state_dict())))
+    assert torch.equal(restored.carry_over(torch.zeros(3, 1, 2, dtype=torch.long), [0, 0, 0])[0], got)

@@ -55,8 +55,10 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
     assert mixture.initial_weights(str(out / "probe_weights.json"), ["a", "b"], {}) == pytest.approx([0.5, 0.5])
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["step"] == 0 and not (out / "final").exists()
-    expected_keys = {"step", "strategy", "names", "weights_before", "weights_after", "histograms", "layers", "distance",
-                     "agg", "eta", "c", "pairwise", "delta", "probe_tokens", "dev_loss", "seconds"}
+    expected_keys = {"step", "strategy", "names", "weights_before", "weights_proposed", "weights_after", "capped",
+                     "cap_infeasible", "planned_epochs", "epochs_drawn", "delta_spread", "signal", "histograms",
+                     "probe_source", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
+                     "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
     histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each
     assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [2, 2, 8]
@@ -78,7 +80,7 @@ def test_refloss_moves_weight_to_the_dataset_furthest_above_its_reference(tmp_pa
     folder = small_data(tmp_path / "data")
     reference = tmp_path / "ref.json"
     reference.write_text(json.dumps({"a": 0.0, "b": 100.0, "c": 100.0}))  # a is far above its reference
-    out = run_main(tmp_path, "--data", str(folder), "--mix", "refloss", "--ref-loss", str(reference), "--eta", "1",
+    out = run_main(tmp_path, "--data", str(folder), "--mix", "refloss", "--ref-loss", str(reference), "--update", "paper", "--eta", "1",
                    "--max-steps", "2", "--probe-every", "2", "--out", str(tmp_path / "run"))
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["delta"] == pytest.approx([loss - ref for loss, ref in zip(update["dev_loss"], [0.0, 100.0, 100.0])])

@@ -12,13 +12,13 @@ import json
 
 import pytest
 import torch
-from test_bad_input import run_main, small_data
 
 import data
 import mixture
 import routing
 import sources
 from models import load_model
+from test_bad_input import run_main, small_data
 
 ROUTER_SCALE = 30.0
 PROBE = ["--micro-batch-size", "2", "--seq-len", "256", "--probe-batches", "8"]  # every dev example, several per row
