@@ -157,7 +157,10 @@ def enable_gradient_checkpointing(accelerator: Accelerator, model: torch.nn.Modu
             "LLaMA-MoE's noisy gate, ModuleFormer's sampled experts, any dropout). Set it to false and pass "
             "--gradient-checkpointing (transformers' own, which preserves it)."
         )
-    model.activation_checkpointing_enable()  # use_reentrant=False
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x: non-reentrant by default
+        model.activation_checkpointing_enable()
+    else:  # older transformers name it gradient_checkpointing (and default to the reentrant kind)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -348,14 +348,11 @@ def ceiling_step(model, optimizer, rows: int, seq_len: int, config, device):
 
 
 def checkpoint_layers(accelerator: Accelerator, model, on: bool) -> None:
-    """What `train.py --gradient-checkpointing` does (`distributed.enable_gradient_checkpointing`), or undoing it.
-    transformers 5.1x names it `gradient_checkpointing_enable` (5.2x: `activation_checkpointing_enable`)."""
-    if not on:
-        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
-    elif hasattr(model, "activation_checkpointing_enable"):
+    """What `train.py --gradient-checkpointing` does (`distributed.enable_gradient_checkpointing`), or undoing it."""
+    if on:
         distributed.enable_gradient_checkpointing(accelerator, model)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:  # transformers 5.1x names it gradient_checkpointing
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
 
 
 def matmul_tflops(device: torch.device, dry_run: bool) -> float:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DistributedType
@@ -83,6 +84,16 @@ def test_gradient_checkpointing_gives_the_same_losses_and_gradients(family, tmp_
     if family == "llama_moe":  # negative control: other noise in the second run gives other gradients
         _, reseeded = loss_and_gradients(model, batch, aux_loss_coef=0.01, seed=1)
         assert max((plain[k] - reseeded[k]).abs().max().item() for k in plain) > 1e-4
+
+
+def test_gradient_checkpointing_on_transformers_before_5_2_is_the_non_reentrant_kind():
+    """Older transformers (the GPU images') have only `gradient_checkpointing_enable`, reentrant by default, which
+    under frozen embeddings computes no gradient at all; 5.2x delegates that name to the new one, so the
+    older API is stood in for by a model that has only it."""
+    calls = []
+    old_model = SimpleNamespace(gradient_checkpointing_enable=lambda **kwargs: calls.append(kwargs))
+    distributed.enable_gradient_checkpointing(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=None)), old_model)
+    assert calls == [{"gradient_checkpointing_kwargs": {"use_reentrant": False}}]
 
 
 def test_fsdp_activation_checkpointing_from_the_config_is_refused():
