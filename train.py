@@ -276,6 +276,87 @@ def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torc
         print(f"warning: skipped non-finite step {step} ({skipped}/{allowed}), datasets {names}")
 
 
+def read_data(args: Args, tokenizer, is_main: bool):
+    """The datasets, checked before anything is written: every record is rendered once with the chat template on
+    every rank alike (`check_renders`: a bad record stops every rank, naming file and line), what was skipped
+    reported, the strategy checked against the number of datasets, and the initial weights and reference losses.
+    Returns (train sets, dev sets, names, sizes, initial weights, reference losses or None, the data report)."""
+    loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)  # every rank: one writes the cache, all map it
+    unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
+    train_sets = data.check_renders(tokenizer, loaded.train, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
+    dev_sets = data.check_renders(tokenizer, loaded.dev, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])
+    data_report = sources.count_unrendered(loaded.report, unrendered)
+    if is_main:
+        print(sources.format_report(data_report))
+    names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
+    check_datasets(args, names, warn=is_main)
+    weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
+        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, eta=args.eta, c=args.c)
+    weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
+    ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
+    return train_sets, dev_sets, names, sizes, weights, ref_loss, data_report
+
+
+def build_model(args: Args, accelerator: Accelerator, tokenizer, out: Path, export_dtype: torch.dtype):
+    """The model in the dtype its engine needs, its routers found (or a message saying why not) and frozen, LoRA,
+    the target head, the balance loss, gradient checkpointing. Hooks go on before `prepare`, so that every wrapper
+    passes through them. Returns (model, routers, head, balance loss or None)."""
+    model, _ = load_model(args.model, device=accelerator.device, seed=args.seed, tokenizer=tokenizer,
+                          dtype=distributed.weights_dtype(accelerator, args.bf16, export_dtype),
+                          trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation,
+                          training=not args.probe_only)
+    routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
+    if args.freeze_router:
+        routing.freeze_routers(model, routers)
+    if args.lora_r:  # peft keeps the router and LM-head modules, so the hooks below find them in the PeftModel
+        model = lora.wrap(model, tokenizer, args, routers + routing.other_routers(model), out, accelerator)
+    head = TargetHead(model)  # logits only where there is a target (BENCHMARKS.md: what it saves)
+    balance = BalanceLoss(model, args.router_pattern) if args.aux_loss_coef > 0 else None  # or stops: no such loss
+    if args.gradient_checkpointing:
+        distributed.enable_gradient_checkpointing(accelerator, model)
+    distributed.set_zero3_leaf_modules(accelerator, moe_block_classes(model, args.router_pattern))
+    return model, routers, head, balance
+
+
+def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: list[float], dev: DevProbe,
+                  accelerator: Accelerator) -> tuple[mixture.Mixture, MixtureSampler]:
+    """The strategy's state between probes and the sampler that draws by its weights. The cap (`--max-epochs`)
+    plans from the tokens drawn so far; before the first draw, from the probe batches' lengths."""
+    rule = mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
+                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
+    mix = mixture.Mixture(args.mix, names, sizes, weights, rule, seed=args.seed, max_epochs=args.max_epochs,
+                          prior=probe_lengths(dev.batches))
+    start = mix.start(mixture.Usage.at(0, args.max_steps, [0] * len(names), [0] * len(names),
+                                       step_capacity(args, accelerator)))
+    for message in mix.cap_messages(start, step=0) if accelerator.is_main_process else []:
+        print(message)
+    sampler = MixtureSampler(sizes, dict(zip(names, start["weights_after"])), seed=args.seed,
+                             rank=accelerator.process_index,
+                             max_draws=mixture.max_draws(sizes, args.max_epochs, accelerator.num_processes))
+    return mix, sampler
+
+
+def build_optimizer(model, args: Args):
+    """AdamW over the trainable parameters, with linear warmup and cosine decay stepped once per optimizer step."""
+    # fused: one kernel per optimizer step instead of several per parameter (BENCHMARKS.md)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay, fused=True)
+    warmup_steps = math.ceil(args.warmup_ratio * args.max_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, args.max_steps))
+
+
+def resume(accelerator: Accelerator, folder: Path, sampler: MixtureSampler, stream: data.PackedStream,
+           mix: mixture.Mixture, trained: routing.PeriodCounts | None) -> tuple[int, int]:
+    """Continue from a checkpoint: accelerate's state, the sampler's and packing stream's own streams (no batches
+    skipped or replayed), the mixture's state and the train-pass routing counts. Returns (step, tokens seen)."""
+    state = checkpoint.load(accelerator, folder, sampler, stream)
+    # a checkpoint from before the cap and the anchored rule: the strategy's weights were the sampler's
+    mix.load_state_dict(state.get("mixture") or {"weights": list(sampler.weights.values()), "signal": None})
+    if trained is not None:
+        trained.load_state_dict(state["trained_routing"], accelerator.device)
+    return state["step"], state["tokens"]
+
+
 def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, float], out: Path, dtype: torch.dtype) -> Path:
     """The trained model as `out/final` in `dtype` (the checkpoint's own), loadable with `from_pretrained`, with its
     tokenizer and final weights. Every rank takes part: FSDP2 and ZeRO-3 gather the shards (models/export.py).
@@ -290,6 +371,15 @@ def export_final(accelerator: Accelerator, model, tokenizer, weights: dict[str, 
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def announce_final(final: Path, args: Args, step: int, tokens_seen: int, sizes: dict[str, int], dev_sets: dict,
+                   sampler: MixtureSampler, stream: data.PackedStream, record: dict | None) -> None:
+    """The model card (final/README.md; --push-to-hub uploads it with the model) and the closing summary."""
+    model_card.publish(final, args, sizes, dev_sets, sampler.history, record)
+    truncated = dict(stream.truncated)
+    print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
+          + (f", truncated examples {truncated}" if truncated else "") + f"\nmodel in {final}")
 
 
 def main(args: Args) -> None:
@@ -310,19 +400,7 @@ def main(args: Args) -> None:
     # loading; every record is rendered once, `check_renders`, on every rank alike), then the run folder
     preflight.check_model(args.model, args.seq_len, args.trust_remote_code)
     tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
-    loaded = sources.load(args.data, skip_bad_records=args.skip_bad_records)  # every rank: one writes the cache, all map it
-    unrendered = {"train": {}, "dev": {}}  # with --skip-bad-records: what the template cannot render, counted
-    train_sets = data.check_renders(tokenizer, loaded.train, skip_bad=args.skip_bad_records, skipped=unrendered["train"])
-    dev_sets = data.check_renders(tokenizer, loaded.dev, skip_bad=args.skip_bad_records, skipped=unrendered["dev"])
-    data_report = sources.count_unrendered(loaded.report, unrendered)
-    if is_main:
-        print(sources.format_report(data_report))
-    names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
-    check_datasets(args, names, warn=is_main)
-    weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
-        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, eta=args.eta, c=args.c)
-    weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
-    ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
+    train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
     out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
     args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
     resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
@@ -332,58 +410,22 @@ def main(args: Args) -> None:
         write_atomic(out / "config.json", json.dumps(asdict(args), indent=2, default=str))
         write_atomic(out / "data_report.json", json.dumps(data_report, indent=2))
 
-    # --- model and routers; hooks go on before `prepare`, so that every wrapper passes through them
+    # --- model and routers, the probe, the mixture, the sampler and packing stream, the optimizer
     export_dtype = checkpoint_dtype(args.model, args.trust_remote_code)  # the final model is saved in it
-    model, _ = load_model(args.model, device=accelerator.device, seed=args.seed, tokenizer=tokenizer,
-                          dtype=distributed.weights_dtype(accelerator, args.bf16, export_dtype),
-                          trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation,
-                          training=not args.probe_only)
-    routers = routing.find_routers(model, args.router_pattern, pattern_name="--router-pattern")  # or stops, saying why
-    if args.freeze_router:
-        routing.freeze_routers(model, routers)
-    if args.lora_r:  # peft keeps the router and LM-head modules, so the hooks below find them in the PeftModel
-        model = lora.wrap(model, tokenizer, args, routers + routing.other_routers(model), out, accelerator)
-    head = TargetHead(model)  # logits only where there is a target (BENCHMARKS.md: what it saves)
-    balance = BalanceLoss(model, args.router_pattern) if args.aux_loss_coef > 0 else None  # or stops: no such loss
-    if args.gradient_checkpointing:
-        distributed.enable_gradient_checkpointing(accelerator, model)
-    distributed.set_zero3_leaf_modules(accelerator, moe_block_classes(model, args.router_pattern))
+    model, routers, head, balance = build_model(args, accelerator, tokenizer, out, export_dtype)
     dev = DevProbe(make_probe_batches(dev_sets, tokenizer, args), head, routing.RoutingCapture(routers),
                    response_only=args.probe_tokens == "response")
-    # the strategy's state between probes; the cap plans from the tokens drawn so far, the probe batches before that
-    rule = mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
-                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
-    mix = mixture.Mixture(args.mix, names, sizes, weights, rule, seed=args.seed, max_epochs=args.max_epochs,
-                          prior=probe_lengths(dev.batches))
-    start = mix.start(mixture.Usage.at(0, args.max_steps, [0] * len(names), [0] * len(names),
-                                       step_capacity(args, accelerator)))
-    if is_main:
-        for message in mix.cap_messages(start, step=0):
-            print(message)
-    sampler = MixtureSampler(sizes, dict(zip(names, start["weights_after"])), seed=args.seed,
-                             rank=accelerator.process_index,
-                             max_draws=mixture.max_draws(sizes, args.max_epochs, accelerator.num_processes))
+    mix, sampler = build_mixture(args, names, sizes, weights, dev, accelerator)
     stream = data.PackedStream(sampler.draw, train_sets, tokenizer, args.seq_len, args.micro_batch_size, sampler.upcoming)
     trained = routing.PeriodCounts(dev.capture, len(names)) if args.probe_source == "train" else None
-    # fused: one kernel per optimizer step instead of several per parameter (BENCHMARKS.md)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                  weight_decay=args.weight_decay, fused=True)
-    warmup_steps = math.ceil(args.warmup_ratio * args.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, args.max_steps))
+    optimizer, scheduler = build_optimizer(model, args)
     distributed.fill_deepspeed_auto_values(accelerator, args.micro_batch_size, args.max_grad_norm)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     distributed.drop_fp32_output_conversion(accelerator, model)  # bf16 logits stay bf16; the loss upcasts in chunks
     checkpoint.use_model_keys(accelerator)  # checkpoints are models too: from_pretrained reads their weights
 
-    # --- resume: the sampler and packing stream continue their own streams (no batches skipped or replayed)
-    step, tokens_seen = 0, 0
-    if resume_from is not None:
-        state = checkpoint.load(accelerator, resume_from, sampler, stream)
-        # a checkpoint from before the cap and the anchored rule: the strategy's weights were the sampler's
-        mix.load_state_dict(state.get("mixture") or {"weights": list(sampler.weights.values()), "signal": None})
-        if trained is not None:
-            trained.load_state_dict(state["trained_routing"], accelerator.device)
-        step, tokens_seen = state["step"], state["tokens"]
+    # --- resume: the sampler, packing stream and mixture continue where they were (no batches skipped or replayed)
+    step, tokens_seen = resume(accelerator, resume_from, sampler, stream, mix, trained) if resume_from else (0, 0)
     log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args))
     debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
@@ -453,10 +495,7 @@ def main(args: Args) -> None:
     final = None if stop else export_final(accelerator, model, tokenizer, sampler.weights, out, export_dtype)
     log.close()
     if is_main and final is not None:
-        model_card.publish(final, args, sizes, dev_sets, sampler.history, record)  # final/README.md; --push-to-hub
-        truncated = dict(stream.truncated)
-        print(f"done: {step} steps, {tokens_seen} assistant tokens, final weights {sampler.weights}"
-              + (f", truncated examples {truncated}" if truncated else "") + f"\nmodel in {final}")
+        announce_final(final, args, step, tokens_seen, sizes, dev_sets, sampler, stream, record)
     # Free the model before the process group: DDP holds the group, and a gloo group freed by DDP (which
     # keeps the GIL) while gloo's thread still needs the GIL deadlocks at exit (seen with torch 2.13).
     model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)

@@ -57,7 +57,7 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
     assert update["step"] == 0 and not (out / "final").exists()
     expected_keys = {"step", "strategy", "names", "weights_before", "weights_proposed", "weights_after", "capped",
                      "cap_infeasible", "planned_epochs", "epochs_drawn", "delta_spread", "signal", "histograms",
-                     "probe_source", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
+                     "probe_source", "routing_carried_over", "routing_unseen", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
                      "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
     histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each

@@ -74,7 +74,7 @@ def test_probe_only_logs_the_counts_losses_and_update_of_examples_run_alone(tmp_
     model_dir, data_dir = decisive
     out = run_main(tmp_path, "--model", str(model_dir), "--data", str(data_dir), *PROBE, "--probe-only",
                    "--probe-tokens", probe_tokens, "--layers", layers, "--distance", distance, "--agg", agg,
-                   "--mix", "dynamic", "--eta", "10", "--c", "0.05", "--out", str(tmp_path / "probe"))
+                   "--mix", "dynamic", "--update", "paper", "--eta", "10", "--c", "0.05", "--out", str(tmp_path / "probe"))
     record = json.loads((out / "mixture.jsonl").read_text())
     expected = alone(model_dir, data_dir, response_only=probe_tokens == "response")
     assert record["names"] == sorted(expected) == ["a", "b", "c"]
@@ -100,7 +100,7 @@ def test_refloss_delta_is_the_dev_loss_of_examples_run_alone_minus_the_reference
     reference = {"a": 1.0, "b": 2.0, "c": 3.0}
     (tmp_path / "ref.json").write_text(json.dumps(reference))
     out = run_main(tmp_path, "--model", str(model_dir), "--data", str(data_dir), *PROBE, "--probe-only",
-                   "--mix", "refloss", "--ref-loss", str(tmp_path / "ref.json"), "--eta", "1",
+                   "--mix", "refloss", "--ref-loss", str(tmp_path / "ref.json"), "--update", "paper", "--eta", "1",
                    "--out", str(tmp_path / "refloss"))
     record = json.loads((out / "mixture.jsonl").read_text())
     expected = alone(model_dir, data_dir, response_only=False)

@@ -9,7 +9,6 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 import data
-import mixture
 import routing
 import sources
 import train
@@ -105,15 +104,25 @@ def test_smoke_run_as_users_launch_it(tmp_path):
         assert m["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * (m["step"] - 1) / 11)), abs=1e-12)
     assert metrics[-1]["lr"] == pytest.approx(0.0, abs=1e-15)
 
-    # every update is the paper's rule applied to the histograms it logged
+    # every update is the default (anchored) rule, written out here, applied to the histograms it logged
     updates = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
     assert [u["step"] for u in updates] == [5, 10, 12]  # the last step probes, logs and saves too
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_10", "step_12"]  # the newest 2 kept
+    assert {key: updates[0][key] for key in ("update", "distance", "agg", "eta", "c")} == {
+        "update": "anchored", "distance": "cos", "agg": "max", "eta": 0.3, "c": 0.05}
+    assert {key: updates[0]["rule"][key] for key in ("ema", "pull", "scale")} == {"ema": 0.5, "pull": 1.0, "scale": "std"}
+    signal = None
     for u in updates:
         delta = routing.redundancy(routing.representations(torch.tensor(u["histograms"]), u["layers"]), u["distance"], u["agg"])
         assert u["delta"] == pytest.approx(delta.tolist(), abs=1e-12)
-        assert u["weights_after"] == pytest.approx(mixture.update_weights(u["weights_before"], delta, u["eta"], u["c"]).tolist(), abs=1e-12)
-        assert max(abs(a - b) for a, b in zip(u["weights_after"], u["weights_before"])) > 1e-3  # and it moved them
+        ema, pull, eta, c, k = u["rule"]["ema"], u["rule"]["pull"], u["eta"], u["c"], len(delta)
+        z = (delta - delta.mean()) / delta.std(correction=0)  # delta in units of its spread over the datasets
+        signal = z if signal is None else ema * signal + (1 - ema) * z
+        before = torch.tensor(u["weights_before"], dtype=torch.float64)
+        log_w = (1 - pull) * torch.log(before / before.sum()) + pull * math.log(1 / k)  # pulled towards uniform
+        expected = (1 - c) * torch.softmax(log_w + eta * signal, dim=0) + c / k
+        assert u["weights_after"] == pytest.approx(expected.tolist(), abs=1e-12)
+        assert max(abs(a - 1 / k) for a in u["weights_after"]) > 1e-3  # and it moved them
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["pairwise.png", "routing.png", "weights.png"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -122,7 +131,8 @@ def test_smoke_run_as_users_launch_it(tmp_path):
     names = updates[0]["names"]
     assert set(events.Tags()["scalars"]) == {"losses/train", "charts/lr", "charts/tokens_per_s", "charts/grad_norm",
                                              "charts/probe_seconds", *(f"mixture/weight_{n}" for n in names),
-                                             *(f"mixture/delta_{n}" for n in names), *(f"losses/dev_{n}" for n in names)}
+                                             *(f"mixture/delta_{n}" for n in names), *(f"losses/dev_{n}" for n in names),
+                                             *(f"mixture/planned_epochs_{n}" for n in names)}
     assert [e.step for e in events.Scalars("losses/train")] == [2, 4, 6, 8, 10, 12]
     assert [e.value for e in events.Scalars("losses/train")] == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
     assert [e.value for e in events.Scalars(f"mixture/weight_{names[0]}")] == pytest.approx([u["weights_after"][0] for u in updates], rel=1e-6)
