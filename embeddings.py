@@ -104,15 +104,18 @@ def embedding_weights(
     eta: float = 10.0,
     c: float = 0.05,
     examples: int = EXAMPLES_PER_DATASET,
+    rule: mixture.Rule | None = None,
 ) -> dict:
     """The weights (order of `names`) and how they came about: {"names", "weights", "delta", "pairwise", "model",
-    "examples"}. delta = routing.redundancy(mean embeddings, distance, agg); weights = one
-    mixture.update_weights step from uniform weights, with eta and c."""
+    "examples"}. delta = routing.redundancy(mean embeddings, distance, agg); weights = one update from uniform
+    weights by `rule` (train.py passes the run's; default: the paper's rule with eta and c, the paper's SentEmb)."""
     g = mean_embeddings(datasets, names, load_encoder(model), examples)
     delta = routing.redundancy(g, distance, agg)
-    weights = mixture.update_weights([1.0 / len(names)] * len(names), delta, eta=eta, c=c)
+    rule = rule or mixture.Rule.paper(eta=eta, c=c)
+    uniform = [1.0 / len(names)] * len(names)
+    weights = rule.apply(uniform, rule.signal(delta, None), uniform)
     return {
-        "names": names, "weights": weights.tolist(), "delta": delta.tolist(),
+        "names": names, "weights": list(weights), "delta": delta.tolist(),
         "pairwise": routing.pairwise(g, distance).tolist(), "model": model,
         "examples": {name: min(len(datasets[name]), examples) for name in names},
     }

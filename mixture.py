@@ -111,7 +111,7 @@ def next_weights(
 class Rule:
     """How delta moves the weights of `dynamic` and `refloss`, one probe at a time:
 
-        d     = delta / std(delta)  (the spread over datasets; `scale="std"`),  or delta itself (`scale="none"`)
+        d     = (delta - mean(delta)) / std(delta)  (the spread over datasets; `scale="std"`), or delta (`scale="none"`)
         e     = ema * e_before + (1 - ema) * d                  (e = d at the first probe)
         alpha = (1 - pull) * log w + pull * log w0 + eta * e    (w0: the initial weights)
         w     = (1 - c) * softmax(alpha) + c / k
@@ -400,8 +400,8 @@ def initial_weights(spec: str, names: list[str], sizes: dict[str, int], records:
 
     spec: `uniform`; `size` (proportional to each dataset's train size); `embedding` or
     `embedding:<sentence-transformers id or path>` (from the datasets' mean sentence embeddings, see
-    embeddings.py: needs `records`, the train conversations by dataset name; `rule` passes distance, agg,
-    eta and c on); or the path of a JSON file `{"name": weight}` with a positive weight for every dataset.
+    embeddings.py: needs `records`, the train conversations by dataset name; `rule` passes distance, agg and
+    the update rule (or the paper's eta and c) on); or the path of a JSON file `{"name": weight}` with a positive weight for every dataset.
     """
     if spec == "embedding" or spec.startswith("embedding:"):
         if records is None:

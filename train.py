@@ -291,7 +291,7 @@ def read_data(args: Args, tokenizer, is_main: bool):
     names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
     check_datasets(args, names, warn=is_main)
     weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
-        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, eta=args.eta, c=args.c)
+        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, rule=update_rule(args))
     weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
     return train_sets, dev_sets, names, sizes, weights, ref_loss, data_report
@@ -318,13 +318,17 @@ def build_model(args: Args, accelerator: Accelerator, tokenizer, out: Path, expo
     return model, routers, head, balance
 
 
+def update_rule(args: Args) -> mixture.Rule:
+    """How delta moves the weights: `--update paper` (the published rule) or `anchored` (README: the defaults)."""
+    return mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
+                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
+
+
 def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: list[float], dev: DevProbe,
                   accelerator: Accelerator) -> tuple[mixture.Mixture, MixtureSampler]:
     """The strategy's state between probes and the sampler that draws by its weights. The cap (`--max-epochs`)
     plans from the tokens drawn so far; before the first draw, from the probe batches' lengths."""
-    rule = mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
-                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
-    mix = mixture.Mixture(args.mix, names, sizes, weights, rule, seed=args.seed, max_epochs=args.max_epochs,
+    mix = mixture.Mixture(args.mix, names, sizes, weights, update_rule(args), seed=args.seed, max_epochs=args.max_epochs,
                           prior=probe_lengths(dev.batches))
     start = mix.start(mixture.Usage.at(0, args.max_steps, [0] * len(names), [0] * len(names),
                                        step_capacity(args, accelerator)))

@@ -1,9 +1,20 @@
 """Session settings: `datasets` caches in a temporary folder, so that the many small data folders the tests
-read (sources.py caches each as Arrow) do not pile up in the user's Hugging Face cache."""
+read (sources.py caches each as Arrow) do not pile up in the user's Hugging Face cache; and every shape torch
+compiles flex_attention for is a static one.
+
+transformers compiles flex_attention once per process with torch.compile's default `dynamic=None`: the second
+shape it sees recompiles with dynamic shapes, and torch 2.13's CPU flex-attention template does not compile with
+dynamic shapes (inductor CppCompileError, "cur_qSplitSize4 was not declared"). A training run feeds one shape
+(rows x seq-len), so only a test process that tries many shapes meets it."""
 
 import os
 import shutil
 import tempfile
+
+import torch._dynamo
+
+torch._dynamo.config.automatic_dynamic_shapes = False
+torch._dynamo.config.recompile_limit = 64  # one static compile per shape, never the unfused fallback
 
 _CACHE = None
 if "HF_DATASETS_CACHE" not in os.environ:  # set before any test module imports datasets (which reads it once)

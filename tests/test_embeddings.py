@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import embeddings
 import mixture
@@ -90,12 +91,13 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
 
 @pytest.mark.parametrize("mix", ["static", "dynamic"])
 def test_train_starts_from_the_embedding_weights(paraphrase_data, tmp_path, mix):
-    """--mix static --init-weights embedding is the paper's SentEmb baseline, --mix dynamic its Dynamic from SentEmb."""
+    """--mix static --init-weights embedding --update paper is the paper's SentEmb baseline, --mix dynamic its Dynamic
+    from SentEmb; the embedding weights are one update of the run's own rule from uniform weights."""
     train = sources.load_split(paraphrase_data, "train")
     names = sorted(train)
-    expected = mixture.initial_weights("embedding", names, {n: 5 for n in names}, records=train)
+    expected = mixture.initial_weights("embedding", names, {n: 5 for n in names}, records=train)  # the paper's rule
     out = run_main(tmp_path, "--data", str(paraphrase_data), "--mix", mix, "--init-weights", "embedding",
-                   "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
+                   "--update", "paper", "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
     (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
     assert update["weights_before"] == pytest.approx(expected, rel=1e-9)
     final = json.loads((out / "final" / "mixture_weights.json").read_text())
@@ -103,6 +105,20 @@ def test_train_starts_from_the_embedding_weights(paraphrase_data, tmp_path, mix)
         assert [final[n] for n in names] == pytest.approx(expected, rel=1e-9)
     else:
         assert [final[n] for n in names] != pytest.approx(expected, rel=1e-3)  # the first probe moved them
+
+
+def test_embedding_weights_take_the_runs_anchored_rule(paraphrase_data, tmp_path):
+    """Under the default rule the embedding deltas are measured in units of their spread, as the probes' are."""
+    train = sources.load_split(paraphrase_data, "train")
+    names = sorted(train)
+    out = run_main(tmp_path, "--data", str(paraphrase_data), "--mix", "static", "--init-weights", "embedding",
+                   "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
+    (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    delta = embeddings.embedding_weights(train, names, agg="max")["delta"]  # the encoder's redundancy, as the run's
+    z = (torch.tensor(delta) - torch.tensor(delta).mean()) / torch.tensor(delta).std(correction=0)
+    expected = 0.95 * torch.softmax(torch.log(torch.full((3,), 1 / 3)) + 0.3 * z, dim=0) + 0.05 / 3
+    assert update["weights_before"] == pytest.approx(expected.tolist(), rel=1e-6)
+    assert sorted(names, key=dict(zip(names, update["weights_before"])).get)[:2] == ["weather", "weather_paraphrased"]
 
 
 def test_embedding_weights_need_records_and_name_a_missing_package():

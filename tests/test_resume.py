@@ -121,8 +121,8 @@ def test_resume_from_a_named_checkpoint_with_gradient_accumulation(tmp_path):
     flags = [*TINY_RUN, "--max-steps", "8", "--probe-every", "3", "--save-every", "4", "--grad-accum", "2", "--seed", "5"]
     first = run_main(tmp_path, *flags, "--out", str(tmp_path / "first"))
     second = run_main(tmp_path, *flags, "--out", str(tmp_path / "second"), "--resume", str(first / "checkpoints" / "step_4"))
-    expected_metrics, expected_updates, expected_weights, expected_model = comparable(first)
-    metrics, updates, weights, model = comparable(second)
+    expected_metrics, expected_updates, expected_weights, expected_model, _ = comparable(first)
+    metrics, updates, weights, model, _ = comparable(second)
     assert [m["step"] for m in metrics] == [5, 6, 7, 8]
     assert metrics == expected_metrics[4:]
     assert updates == [u for u in expected_updates if u["step"] > 4] and [u["step"] for u in updates] == [6, 8]

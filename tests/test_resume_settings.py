@@ -53,7 +53,7 @@ def assert_same_model(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize("flags, change", [
     (["--lr", "0.002"], "--lr was 0.001, now 0.002"),  # was ignored on resume while config.json recorded it
-    (["--eta", "5"], "--eta was 10.0, now 5.0"),  # a finished folder used to "resume", train nothing, exit 0
+    (["--eta", "5"], "--eta was 0.3, now 5.0"),  # a finished folder used to "resume", train nothing, exit 0
     (["--distance", "l2"], "--distance was 'cos', now 'l2'"),
     (["--no-freeze-router"], "--freeze-router was True, now False"),  # was a cryptic optimizer error
     (["--seed", "6"], "--seed was 5, now 6"),
@@ -90,7 +90,7 @@ def test_every_setting_a_resume_may_change_is_accepted(key, value):
     notes = config.changes_on_resume(saved, now, 4, "refused")
     assert notes == ([f"--max-steps was 300, now 20 (at step 4): {config.MAY_CHANGE_ON_RESUME['max_steps']}"]
                      if key == "max_steps" else [])
-    with pytest.raises(SystemExit, match=r"^refused: settings that change what is trained differ: --eta was 10.0, now 1"):
+    with pytest.raises(SystemExit, match=r"^refused: settings that change what is trained differ: --eta was 0.3, now 1"):
         config.changes_on_resume(saved, {**now, "eta": 1.0}, 4, "refused")
 
 
