@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DistributedType
