@@ -106,7 +106,7 @@ def load_model(
     if experts_implementation is not None:
         model.set_experts_implementation(experts_implementation)
     elif device.type == "cpu" and getattr(model.config, "_experts_implementation", None) == "batched_mm":
-        model.set_experts_implementation("grouped_mm")  # batched_mm experts are far slower on CPU (BENCHMARKS.md)
+        model.set_experts_implementation("grouped_mm")  # batched_mm copies weights per token: far slower on CPU (BENCHMARKS.md, "Experts on the CPU")
     model.config.use_cache = False
     attention.configure(model, device, attn_implementation, training)
     return model, tokenizer
