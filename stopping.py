@@ -17,7 +17,8 @@ What reaches train.py (accelerate 1.x, torch 2.x):
 - `python train.py`: the signal itself.
 - `accelerate launch` with one process (accelerate's `simple_launcher`): the launcher only waits for
   train.py; it forwards no signal and dies at SIGTERM, which used to leave train.py running, orphaned.
-  train.py therefore asks the kernel (`PR_SET_PDEATHSIG`, Linux) for a SIGTERM when its launcher ends.
+  train.py therefore asks the kernel (`PR_SET_PDEATHSIG`, Linux) for a SIGTERM when its launcher ends;
+  once the launcher has ended, further SIGTERMs are that same event delivered again, not a second signal.
   Ctrl-C in a terminal reaches both (one process group).
 - `accelerate launch` with several processes (torch's elastic agent, `torchrun`): SIGTERM, SIGINT,
   SIGHUP and SIGQUIT are forwarded to every rank, and ranks still running after
@@ -40,10 +41,14 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1
 LAUNCHERS = (b"accelerate", b"torchrun", b"torch.distributed.run")
 
-_state = {"armed": False, "signal": None}
+_state = {"armed": False, "signal": None, "launcher": None}
 
 
 def _handler(signum: int, frame) -> None:
+    if _state["signal"] == signum == signal.SIGTERM and _state["launcher"] not in (None, os.getppid()):
+        # the launcher has ended: the kernel may deliver its parent-death SIGTERM more than once (seen: once to the
+        # main thread and once to another), which is the same event, not a second signal (SIGKILL still stops)
+        return
     if not _state["armed"] or _state["signal"] is not None:  # nothing to save yet, or the second signal
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -64,6 +69,7 @@ def install() -> None:
     except OSError:  # not Linux
         return
     requested = launched and ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    _state["launcher"] = parent if requested else None
     if requested and os.getppid() != parent:  # the launcher ended before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
