@@ -260,11 +260,12 @@ def forward_backward(model, head: TargetHead, micro_batches: list[dict], acceler
     return loss_sum, global_tokens
 
 
-def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torch.Tensor, datasets: list,
-                           out: Path, is_main: bool, outcome: str) -> None:
+def stop_or_skip_nonfinite(step: int, skipped: int, args: Args, loss_sum: torch.Tensor, datasets: list, out: Path,
+                           accelerator: Accelerator) -> int:
     """A step whose loss or gradient is NaN/inf (the same on every rank after the gradient all-reduce) was not
-    applied: stop, naming the step and its datasets, once more than `--skip-nonfinite` such steps happened."""
-    names = sorted(set().union(*datasets))
+    applied: stop, naming the step and its datasets, once more than `--skip-nonfinite` such steps happened;
+    returns `skipped`, the count of such steps so far, when the run goes on."""
+    names, allowed, outcome = sorted(set().union(*datasets)), args.skip_nonfinite, distributed.nonfinite_outcome(accelerator)
     if skipped > allowed:
         last_good = checkpoint.complete_checkpoints(out)
         raise SystemExit(
@@ -272,8 +273,9 @@ def stop_or_skip_nonfinite(step: int, skipped: int, allowed: int, loss_sum: torc
             f"{names}); {outcome}. Non-finite steps so far: {skipped} (allowed "
             f"by --skip-nonfinite: {allowed}). Last good checkpoint: {last_good[-1] if last_good else 'none'}"
         )
-    if is_main:
+    if accelerator.is_main_process:
         print(f"warning: skipped non-finite step {step} ({skipped}/{allowed}), datasets {names}")
+    return skipped
 
 
 def read_data(args: Args, tokenizer, is_main: bool):
@@ -456,11 +458,9 @@ def main(args: Args) -> None:
         # all parameters: FSDP clips only when given exactly the model's own (frozen ones have no gradient);
         # DeepSpeed has clipped inside its step already and returns the norm as a float
         grad_norm = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
-        if not torch.isfinite(grad_norm):
+        if not torch.isfinite(grad_norm):  # the step is not applied: stop, or skip it (--skip-nonfinite)
             optimizer.zero_grad(set_to_none=True)
-            skipped_nonfinite += 1
-            stop_or_skip_nonfinite(step + 1, skipped_nonfinite, args.skip_nonfinite, loss_sum, datasets, out, is_main,
-                                   distributed.nonfinite_outcome(accelerator))
+            skipped_nonfinite = stop_or_skip_nonfinite(step + 1, skipped_nonfinite + 1, args, loss_sum, datasets, out, accelerator)
             continue
         optimizer.step()
         scheduler.step()
