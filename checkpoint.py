@@ -129,7 +129,8 @@ def find(out: Path, resume: str, fingerprint: dict, accelerator: Accelerator) ->
 
 def use_model_keys(accelerator: Accelerator) -> None:
     """Save and load the model's weights in checkpoints under the model's own parameter names, which is what
-    `from_pretrained` reads; accelerate would save the wrapper's (DDP: `module.`, torch.compile: `_orig_mod.`).
+    `from_pretrained` reads, whatever the wrapper (DDP: `module.`, torch.compile: `_orig_mod.`; accelerate 1.15's
+    safetensors save drops DDP's prefix itself, the hook does not depend on that).
     Call once after `prepare`. FSDP and DeepSpeed save their own formats and are left alone (accelerate hands
     these hooks no weights and no models for them)."""
 

@@ -151,8 +151,8 @@ def test_two_processes_stay_in_sync_and_resume_exactly(tmp_path, ddp_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoints/step_4 at step 4" in result.stdout
     assert_same_run(comparable(killed), expected)
-    # a DDP checkpoint is a model too: its weights under the model's own names (accelerate would save DDP's
-    # `module.`-prefixed ones, and from_pretrained would initialise the model afresh), equal to final/
+    # a DDP checkpoint is a model too: its weights under the model's own names (with DDP's `module.`-prefixed ones
+    # from_pretrained would initialise the model afresh), equal to final/
     from transformers import AutoModelForCausalLM
 
     step_8 = load_file(killed / "checkpoints" / "step_8" / "model.safetensors")
