@@ -37,15 +37,21 @@ def truncate_jsonl(path: Path, step: int) -> None:
         write_atomic(path, "".join(line + "\n" for line in lines))
 
 
-def trackers(report_to: str, out: Path) -> list[GeneralTracker] | None:
-    """The trackers of `--report-to` (`tensorboard`, `wandb`, `mlflow`, `all` = every one installed, or `none`),
-    for `Accelerator(log_with=...)`; `RunLog` starts them. A tracker asked for by name that is not installed
-    stops the run here (accelerate would drop it without a word)."""
+def tracker_names(report_to: str) -> list[str]:
+    """The trackers of `--report-to` (`tensorboard`, `wandb`, `mlflow`, `all` = every one installed, or `none`). A
+    tracker asked for by name that is not installed stops the run here (accelerate would drop it without a word)."""
     names = [name for name, available in TRACKERS.items() if available()] if report_to == "all" else (
         [] if report_to == "none" else [report_to])
     for name in names:
         if not TRACKERS[name]():
             raise SystemExit(f"--report-to {name}: the {name} package is not installed (pip install {name})")
+    return names
+
+
+def trackers(report_to: str, out: Path) -> list[GeneralTracker] | None:
+    """The tracker objects of `--report-to` for the run folder `out` (known only once the folder is claimed, so
+    `RunLog` makes them and hands them to the accelerator before starting them)."""
+    names = tracker_names(report_to)
     made = {
         "tensorboard": lambda: TensorBoardTracker("tensorboard", out),  # logs to out/tensorboard
         "wandb": lambda: WandBTracker(PROJECT, name=out.name, dir=str(out), resume="allow"),
@@ -90,12 +96,15 @@ class RunLog:
     Scalars go to every tracker of `--report-to` through `accelerator.log`.
     """
 
-    def __init__(self, out: Path, names: list[str], distance: str, accelerator, step: int = 0, config: dict | None = None):
+    def __init__(self, out: Path, names: list[str], distance: str, accelerator, step: int = 0, config: dict | None = None,
+                 report_to: str | None = None):
         self.out, self.names, self.distance, self.accelerator = out, names, distance, accelerator
         self.enabled = accelerator.is_main_process
         if self.enabled:
             for log in ("metrics.jsonl", "mixture.jsonl"):
                 truncate_jsonl(out / log, step)
+            if report_to is not None:  # the trackers of `--report-to`, in this run folder (else the accelerator's own)
+                accelerator.log_with = trackers(report_to, out) or []
             continue_trackers(accelerator, out, step, config or {})
 
     def metrics(self, record: dict, grad_norm: float) -> None:

@@ -394,8 +394,8 @@ def main(args: Args) -> None:
         gradient_accumulation_steps=args.grad_accum,
         mixed_precision="bf16" if args.bf16 else "no",
         step_scheduler_with_optimizer=False,  # we step the LR schedule once per optimizer step ourselves
-        log_with=run_folder.trackers(args.report_to, args.out),
-    )
+    )  # the trackers (--report-to) start in RunLog, once the run folder is known
+    run_folder.tracker_names(args.report_to)  # or stops: a tracker asked for is not installed
     distributed.check_launch(accelerator)
     distributed.check_skip_nonfinite(accelerator, args.skip_nonfinite)
     set_seed(args.seed)
@@ -432,7 +432,7 @@ def main(args: Args) -> None:
 
     # --- resume: the sampler, packing stream and mixture continue where they were (no batches skipped or replayed)
     step, tokens_seen = resume(accelerator, resume_from, sampler, stream, mix, trained) if resume_from else (0, 0)
-    log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args))
+    log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args), report_to=args.report_to)
     debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
 
     if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training

@@ -152,3 +152,16 @@ def test_chat_through_standard_input(run):
     assert roles == ["user", "assistant", "user", "assistant"] and chat.messages[0]["content"] == "Hello"
     assert chat.messages[1]["content"] in chat_prompt(chat.tokenizer, chat.messages[:3])
     assert eval.chat.main(args, io.StringIO("Hello\n/reset\n")).messages == []
+
+
+def test_the_default_command_without_out_runs_into_a_new_folder(tmp_path):
+    """`accelerate launch train.py` as the README says, with no --out: the run folder is made under ./runs/<time>
+    (where it is claimed, after the trackers were set up), and TensorBoard writes inside it."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", str(REPO / "train.py"),
+               "--data", str(REPO / "data" / "demo"), *TINY_RUN, "--max-steps", "2", "--probe-every", "2"]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (out,) = (tmp_path / "runs").iterdir()
+    assert (out / "final" / "model.safetensors").exists() and (out / "checkpoints" / "step_2" / "COMPLETE").exists()
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("losses/train")] == [1, 2]
