@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+import torch
 import torch._dynamo
 
 torch._dynamo.config.automatic_dynamic_shapes = False
@@ -24,3 +26,13 @@ if "HF_DATASETS_CACHE" not in os.environ:  # set before any test module imports 
 def pytest_unconfigure(config):
     if _CACHE:
         shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run as fast on one thread as on two, and far faster when other processes keep the cores busy
+    (no OpenMP threads waiting at barriers for a descheduled peer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

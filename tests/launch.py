@@ -42,3 +42,22 @@ def wait_for_steps(out: Path, steps: int, process: subprocess.Popen, timeout: fl
             return
         time.sleep(0.01)
     raise AssertionError(f"{out}: {steps} steps were not logged (exit status {process.poll()})")
+
+
+# train.py in-process, SIGKILLed just before the COMPLETE marker of checkpoint step_8 is written (by the main
+# process): every file of that checkpoint is on disk, but the save never finished. Run with `python -c` or as a
+# script under a launcher, with train.py's arguments.
+CRASH_IN_SAVE = f"""
+import os, signal, sys
+sys.path.insert(0, {str(REPO)!r})
+sys.argv[0] = "train.py"
+import tyro
+import checkpoint, train
+write_atomic = checkpoint.write_atomic
+def crash_before_marker(path, text):
+    if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_atomic(path, text)
+checkpoint.write_atomic = crash_before_marker
+train.main(tyro.cli(train.Args))
+"""

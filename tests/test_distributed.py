@@ -25,7 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from launch import REPO, run_train, start, wait_for_steps
+from launch import CRASH_IN_SAVE, REPO, run_train, start, wait_for_steps
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
 PROBE = ["--probe-batches", "3", "--micro-batch-size", "4", "--seq-len", "128"]  # 3 batches: rank 0 runs 2, rank 1 runs 1
@@ -167,7 +167,7 @@ def test_two_processes_stay_in_sync_and_resume_exactly(tmp_path, ddp_run):
     # incomplete checkpoint is removed and the run resumes from step 4
     crashed = tmp_path / "crashed"
     script = tmp_path / "crash_in_save.py"
-    script.write_text(CRASH_IN_SAVE.format(repo=str(REPO)))
+    script.write_text(CRASH_IN_SAVE)
     command = launch_two(crashed, *RUN)
     command[command.index("train.py")] = str(script)
     subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
@@ -178,23 +178,6 @@ def test_two_processes_stay_in_sync_and_resume_exactly(tmp_path, ddp_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"removing {incomplete}" in result.stdout and "checkpoints/step_4 at step 4" in result.stdout
     assert_same_run(comparable(crashed), expected)
-
-
-# train.py on every rank, with the main process SIGKILLed just before it marks checkpoint step_8 complete
-CRASH_IN_SAVE = """
-import os, signal, sys
-sys.path.insert(0, {repo!r})
-sys.argv[0] = "train.py"
-import tyro
-import checkpoint, train
-write_atomic = checkpoint.write_atomic
-def crash_before_marker(path, text):
-    if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":
-        os.kill(os.getpid(), signal.SIGKILL)
-    write_atomic(path, text)
-checkpoint.write_atomic = crash_before_marker
-train.main(tyro.cli(train.Args))
-"""
 
 
 def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_resumes_exactly(tmp_path, ddp_run):

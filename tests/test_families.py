@@ -21,15 +21,7 @@ import routing
 from models import attention, load_model
 from models.families import BalanceLoss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and far faster when other processes keep the cores busy
-    (no OpenMP threads waiting at barriers for a descheduled peer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # Example lengths packed into 2 rows of 16 (row 0: 7 + 9, row 1: 5 + 6 + 5 padding). Positions 10..15 of
 # row 0's second example lie outside GPT-OSS's sliding window of 6 from the first: its layers are covered.

@@ -21,15 +21,7 @@ from models import TargetHead, attention, load_model
 from models.export import save_final
 from models.families import BalanceLoss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and far faster when other processes keep the cores busy
-    (no OpenMP threads waiting at barriers for a descheduled peer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def fresh_accelerator(**kwargs) -> Accelerator:

@@ -17,26 +17,20 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import checkpoint
 import stopping
-from launch import ENV, REPO, TINY_RUN, launch_command, run_train, start, train_py_command, wait_for_steps
+from launch import (
+    CRASH_IN_SAVE,
+    ENV,
+    REPO,
+    TINY_RUN,
+    launch_command,
+    run_train,
+    start,
+    train_py_command,
+    wait_for_steps,
+)
 from test_bad_input import run_main
 
 RUN = [*TINY_RUN, "--max-steps", "24", "--probe-every", "3", "--save-every", "4", "--seed", "7"]
-
-# Runs train.py in-process and SIGKILLs it just before the COMPLETE marker of step 8 is written:
-# every file of that checkpoint is on disk, but the save never finished.
-CRASH_IN_SAVE = """
-import os, signal, sys, tyro
-sys.argv[0] = "train.py"
-import checkpoint, train
-write_atomic = checkpoint.write_atomic
-def crash_before_marker(path, text):
-    if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":
-        os.kill(os.getpid(), signal.SIGKILL)
-    write_atomic(path, text)
-checkpoint.write_atomic = crash_before_marker
-train.main(tyro.cli(train.Args))
-"""
-
 
 def tensorboard_scalars(out) -> dict[str, list[tuple[int, float]]]:
     """Every scalar as TensorBoard shows it (its reader drops what a resume purged), but the wall-clock ones."""
