@@ -395,21 +395,13 @@ def _read_named_values(path: str | Path, names: list[str], what: str) -> dict[st
     return {name: float(value) for name, value in values.items()}
 
 
-def initial_weights(spec: str, names: list[str], sizes: dict[str, int], records: dict | None = None, **rule) -> list[float]:
+def initial_weights(spec: str, names: list[str], sizes: dict[str, int]) -> list[float]:
     """The weights before the first probe, in the order of `names`, summing to 1.
 
-    spec: `uniform`; `size` (proportional to each dataset's train size); `embedding` or
-    `embedding:<sentence-transformers id or path>` (from the datasets' mean sentence embeddings, see
-    embeddings.py: needs `records`, the train conversations by dataset name; `rule` passes distance, agg and
-    the update rule (or the paper's eta and c) on); or the path of a JSON file `{"name": weight}` with a positive weight for every dataset.
+    spec: `uniform`; `size` (proportional to each dataset's train size); or the path of a JSON file
+    `{"name": weight}` with a positive weight for every dataset. (`embedding`, the sentence-embedding
+    weights, is an optional extra: extras/embeddings.py.)
     """
-    if spec == "embedding" or spec.startswith("embedding:"):
-        if records is None:
-            raise ValueError("--init-weights embedding needs the datasets' records")
-        import embeddings  # an optional extra (sentence-transformers), imported only when asked for
-
-        model = spec.partition(":")[2] or embeddings.DEFAULT_MODEL
-        return embeddings.embedding_weights(records, names, model=model, **rule)["weights"]
     if spec == "uniform":
         return [1.0 / len(names)] * len(names)
     if spec == "size":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tyro
 
-from config import Args, check_datasets, resolve_defaults, run_fingerprint
+from lifecycle.config import Args, check_datasets, resolve_defaults, run_fingerprint
 
 if __name__ == "__main__":  # parse and check first: --help and flag errors answer before torch and transformers load
     ARGS = resolve_defaults(tyro.cli(Args))
@@ -36,21 +36,21 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import broadcast_object_list, set_seed  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-import checkpoint  # noqa: E402
-import data  # noqa: E402
-import distributed  # noqa: E402
+from lifecycle import checkpoint  # noqa: E402
+from reading import data  # noqa: E402
+from lifecycle import distributed  # noqa: E402
 import mixture  # noqa: E402
-import model_card  # noqa: E402
-import preflight  # noqa: E402
+from outputs import model_card  # noqa: E402
+from lifecycle import preflight  # noqa: E402
 import routing  # noqa: E402
-import run_folder  # noqa: E402
-import run_lock  # noqa: E402
-import sources  # noqa: E402
-import stopping  # noqa: E402
+from lifecycle import run_folder  # noqa: E402
+from lifecycle import run_lock  # noqa: E402
+from reading import sources  # noqa: E402
+from lifecycle import stopping  # noqa: E402
 from models import TargetHead, attention, checkpoint_dtype, load_model, load_tokenizer, lora  # noqa: E402
 from models.export import save_final  # noqa: E402
 from models.families import BalanceLoss, moe_block_classes  # noqa: E402
-from run_folder import RunLog, write_atomic  # noqa: E402
+from lifecycle.run_folder import RunLog, write_atomic  # noqa: E402
 from sampler import MixtureSampler  # noqa: E402
 
 
@@ -278,6 +278,17 @@ def stop_or_skip_nonfinite(step: int, skipped: int, args: Args, loss_sum: torch.
     return skipped
 
 
+def initial_weights(args: Args, names: list[str], sizes: dict[str, int], train_sets: dict) -> list[float]:
+    """`--init-weights`: uniform, by size, from a file (mixture.py), or from sentence embeddings, an optional extra
+    imported only when asked for (one update of the run's own rule from uniform weights)."""
+    if args.init_weights == "embedding" or args.init_weights.startswith("embedding:"):
+        from extras import embeddings
+
+        return embeddings.initial_weights(args.init_weights, train_sets, names, distance=args.distance, agg=args.agg,
+                                          rule=update_rule(args))
+    return mixture.initial_weights(args.init_weights, names, sizes)
+
+
 def read_data(args: Args, tokenizer, is_main: bool):
     """The datasets, checked before anything is written: every record is rendered once with the chat template on
     every rank alike (`check_renders`: a bad record stops every rank, naming file and line), what was skipped
@@ -292,8 +303,7 @@ def read_data(args: Args, tokenizer, is_main: bool):
         print(sources.format_report(data_report))
     names, sizes = sorted(train_sets), {name: len(train_sets[name]) for name in sorted(train_sets)}
     check_datasets(args, names, warn=is_main)
-    weights = sources.mixture_weights(loaded, names, args.init_weights) or mixture.initial_weights(
-        args.init_weights, names, sizes, records=train_sets, distance=args.distance, agg=args.agg, rule=update_rule(args))
+    weights = sources.mixture_weights(loaded, names, args.init_weights) or initial_weights(args, names, sizes, train_sets)
     weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
     return train_sets, dev_sets, names, sizes, weights, ref_loss, data_report

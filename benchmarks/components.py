@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-import data
+from reading import data
 import routing
-import sources
+from reading import sources
 from benchmarks.clock import StepClock, peak_rss_mib
 from models import load_model, token_loss_sum
 from sampler import MixtureSampler

@@ -89,7 +89,7 @@ def generate(folder: Path, records: int) -> None:
 
 def load_as_lists(folder: Path):
     """routemix before records stayed in Arrow: every record parsed into a Python list of messages, per rank."""
-    import sources
+    from reading import sources
 
     splits = {}
     for split in ("train", "dev"):
@@ -102,7 +102,7 @@ def load_as_lists(folder: Path):
 def run_child(args: Args, data: Path, cache: Path) -> None:
     """One measurement in this process; prints its result as one JSON line."""
     start = time.perf_counter()
-    import sources
+    from reading import sources
     from sampler import MixtureSampler
 
     imported = time.perf_counter()

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python benchmarks/experts_cpu.py` puts benchmarks/ first on the path, not the repo
     sys.path.insert(0, str(REPO))
 
-import data  # noqa: E402
-import sources  # noqa: E402
+from reading import data  # noqa: E402
+from reading import sources  # noqa: E402
 from models import TargetHead, attention, load_model  # noqa: E402
 
 IMPLEMENTATIONS = ("grouped_mm", "batched_mm")

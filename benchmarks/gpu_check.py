@@ -46,10 +46,10 @@ if str(REPO) not in sys.path:  # `python benchmarks/gpu_check.py` puts benchmark
 
 import itertools
 
-import data
-import distributed
+from reading import data
+from lifecycle import distributed
 import routing
-import sources
+from reading import sources
 import train
 from benchmarks.long_mix import write_long_mix
 from models import TargetHead, attention, load_tokenizer, token_loss_sum

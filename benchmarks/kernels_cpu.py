@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import data
-import sources
+from reading import data
+from reading import sources
 from benchmarks import machine
 from benchmarks.long_mix import write_long_mix
 from models import attention, load_model, token_loss_sum

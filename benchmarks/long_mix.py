@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-import sources
+from reading import sources
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN_RECORDS = 8

@@ -61,10 +61,10 @@ def child(model_name: str, checkpointing: bool, warmup: int, steps: int, rows: i
 
     import torch
 
-    import data
-    import distributed
+    from reading import data
+    from lifecycle import distributed
     import routing
-    import sources
+    from reading import sources
     from models import TargetHead, attention, load_model
 
     torch.set_num_threads(threads)

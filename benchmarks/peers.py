@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-import data
+from reading import data
 import routing
-import sources
+from reading import sources
 from benchmarks.clock import StepClock, peak_rss_mib
 from models import load_model
 from sampler import MixtureSampler

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import data
+from reading import data
 import train
 from benchmarks.clock import StepClock, peak_rss_mib
 

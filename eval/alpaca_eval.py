@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tyro
 
-import sources
+from reading import sources
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.hub import HubUnavailable, hub_unavailable, reached_for_hub
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result

@@ -26,8 +26,8 @@ import torch
 import tyro
 from tqdm import tqdm
 
-import data
-import sources
+from reading import data
+from reading import sources
 from eval.generation import load_checkpoint
 from eval.report import bar_chart, markdown_table
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result

@@ -34,7 +34,7 @@ from typing import Literal
 
 import tyro
 
-import sources
+from reading import sources
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.hub import hub_unavailable, reached_for_hub
 from eval.humaneval import check_completions, write_samples

@@ -140,7 +140,7 @@ def check_kernel(model: torch.nn.Module, kernel: str, device: torch.device, trai
     if is_flash(kernel) and device.type != "cuda":
         raise ValueError(f"{FLAG} {kernel} runs on CUDA only")
     if kernel == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise ImportError(f"{FLAG} flash_attention_2 needs flash-attn: pip install -r requirements-gpu.txt")
+        raise ImportError(f"{FLAG} flash_attention_2 needs flash-attn: pip install -r requirements/gpu.txt")
 
 
 def configure(model: torch.nn.Module, device: torch.device, requested: str | None = None, training: bool = True) -> str:

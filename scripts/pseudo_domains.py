@@ -19,7 +19,7 @@ input has no dev split, `--dev-fraction` of each cluster held out of train (seed
 `pseudo_domains.json` (sizes, settings, example prompts per cluster), `report.md` (the same, readable)
 and `clusters.png` (the train embeddings in 2-D, PCA, one colour per cluster).
 
-Needs the embeddings extra: pip install -r requirements-embeddings.txt torch==2.13.0
+Needs the embeddings extra: pip install -r requirements.txt -r requirements/embeddings.txt
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import tyro
 if __package__ in (None, ""):  # run as `python scripts/pseudo_domains.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import embeddings  # noqa: E402
-import sources  # noqa: E402
-from records import dataset_files as files_below  # noqa: E402
+from extras import embeddings  # noqa: E402
+from reading import sources  # noqa: E402
+from reading.records import dataset_files as files_below  # noqa: E402
 
 EXAMPLE_TITLES = 5
 """Example prompts shown per cluster in the report."""
@@ -211,7 +211,7 @@ def main(args: Args) -> dict:
     }
     (args.out / "pseudo_domains.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (args.out / "report.md").write_text(report_markdown(report))
-    import plots
+    from outputs import plots
 
     plots.plot_clusters(vectors, labels, names, args.out / "clusters.png")
     print(report_markdown(report))

@@ -52,7 +52,8 @@ import os, signal, sys
 sys.path.insert(0, {str(REPO)!r})
 sys.argv[0] = "train.py"
 import tyro
-import checkpoint, train
+import train
+from lifecycle import checkpoint
 write_atomic = checkpoint.write_atomic
 def crash_before_marker(path, text):
     if path.name == checkpoint.COMPLETE and path.parent.name == "step_8":

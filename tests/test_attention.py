@@ -17,10 +17,10 @@ import transformers.modeling_flash_attention_utils as flash_utils
 from accelerate import Accelerator
 from test_capture import COMMON, TINY_MOES, tiny_moe
 
-import config
-import data
+from lifecycle import config
+from reading import data
 import routing
-import sources
+from reading import sources
 import train
 from launch import REPO, run_train
 from models import TargetHead, attention, load_model, token_loss_sum

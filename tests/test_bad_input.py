@@ -14,9 +14,9 @@ from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import checkpoint
-import data
-import sources
+from lifecycle import checkpoint
+from reading import data
+from reading import sources
 import train
 from launch import REPO, TINY_RUN, run_train
 from models import TINY_DIR

@@ -50,8 +50,8 @@ def demo_stream(drawn: list):
     """A PackedStream over the demo data at train.py's 8 x 256, recording every draw in `drawn`."""
     from transformers import AutoTokenizer
 
-    import data
-    import sources
+    from reading import data
+    from reading import sources
     from models import TINY_DIR
     from sampler import MixtureSampler
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import data
-import sources
+from reading import data
+from reading import sources
 from launch import REPO
 from models import TINY_DIR, load_model, token_loss_sum
 from sampler import MixtureSampler

@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-import data
+from reading import data
 from scripts.make_demo_data import DATASETS, DEV_RECORDS, TRAIN_RECORDS, generate
 from scripts.train_tokenizer import corpus_texts, train_bpe
 

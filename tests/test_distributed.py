@@ -276,7 +276,7 @@ DISAGREE = """
 import sys
 sys.path.insert(0, {repo!r})
 import torch
-import distributed
+from lifecycle import distributed
 from accelerate import Accelerator
 from pathlib import Path
 
@@ -329,7 +329,7 @@ def test_accelerate_configs_parse_and_deepspeed_auto_values_come_from_the_comman
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DeepSpeedPlugin
 
-    import distributed
+    from lifecycle import distributed
 
     expected = {"single_process": "NO", "ddp": "MULTI_GPU", "ddp_cpu": "MULTI_GPU", "fsdp2": "FSDP",
                 "deepspeed_zero1": "DEEPSPEED", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED",

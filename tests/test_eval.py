@@ -25,8 +25,8 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as tokenizer_models
 from transformers import PreTrainedTokenizerFast, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-import data
-import sources
+from reading import data
+from reading import sources
 from eval import alpaca_eval, dev_loss, humaneval, mbpp, mtbench, show
 from eval.generation import chat_prompt, generate, load_checkpoint
 from eval.results import EvalResult, collect_results, write_result

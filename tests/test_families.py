@@ -16,7 +16,7 @@ import torch
 from tiny_families import FAMILIES, TRANSFORMERS_FAMILIES, save_tiny, tiny_model
 from transformers import AutoModelForCausalLM
 
-import data
+from reading import data
 import routing
 from models import attention, load_model
 from models.families import BalanceLoss

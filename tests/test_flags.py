@@ -8,8 +8,8 @@ import sys
 import pytest
 from transformers import LlamaConfig
 
-import config
-import preflight
+from lifecycle import config
+from lifecycle import preflight
 from launch import ENV, REPO
 from test_bad_input import run_main, small_data
 

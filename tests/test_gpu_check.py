@@ -48,7 +48,7 @@ def test_dry_run_produces_every_section(tmp_path):
 def test_model_flops_by_hand():
     from types import SimpleNamespace
 
-    import data
+    from reading import data
     from benchmarks.gpu_check import example_lengths, model_flops
 
     config = SimpleNamespace(hidden_size=4, num_attention_heads=2, num_key_value_heads=1, head_dim=2, num_experts=4,

@@ -14,8 +14,8 @@ from tiny_families import save_tiny, save_tiny_mxfp4_gpt_oss
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM
 
-import data
-import distributed
+from reading import data
+from lifecycle import distributed
 import models
 from models import TargetHead, attention, load_model
 from models.export import save_final

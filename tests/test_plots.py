@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import torch
 
-from plots import plot_pairwise, plot_routing, plot_weights
+from outputs.plots import plot_pairwise, plot_routing, plot_weights
 
 NAMES = ["alpaca", "code", "math", "chat"]
 

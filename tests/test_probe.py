@@ -13,10 +13,10 @@ import json
 import pytest
 import torch
 
-import data
+from reading import data
 import mixture
 import routing
-import sources
+from reading import sources
 from models import load_model
 from test_bad_input import run_main, small_data
 

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from safetensors.torch import load_file
 
-import checkpoint
-import config
+from lifecycle import checkpoint
+from lifecycle import config
 import train
 from test_bad_input import run_main, small_data
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-import run_lock
+from lifecycle import run_lock
 from launch import TINY_RUN, launch_command, start
 
 MAIN = SimpleNamespace(is_main_process=True, num_processes=1)  # what claim() needs of a one-process accelerator
@@ -63,7 +63,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over_and_named(tmp_path, capsys):
     holder = json.loads((out / "run.lock").read_text())
     assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
     # held: a second claim from another process is refused, naming this one
-    refused = subprocess.run([sys.executable, "-c", f"import run_lock; run_lock.RunLock(__import__('pathlib').Path({str(out)!r}))"],
+    refused = subprocess.run([sys.executable, "-c", f"from lifecycle import run_lock; run_lock.RunLock(__import__('pathlib').Path({str(out)!r}))"],
                              capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": "."})
     assert f"RunFolderInUse: {out} is in use by another run: pid {os.getpid()} on host" in refused.stderr
     lock.release()

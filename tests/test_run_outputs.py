@@ -125,7 +125,7 @@ def test_model_card_and_push_to_hub(run):
 
 
 def test_push_failure_says_where_the_model_is(tmp_path):
-    import model_card
+    from outputs import model_card
 
     class Offline:
         def create_repo(self, repo_id, **kwargs):

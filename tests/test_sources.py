@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import data
-import sources
+from reading import data
+from reading import sources
 from launch import REPO
 from models import TINY_DIR
 from sampler import MixtureSampler

@@ -11,8 +11,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-import data
-import sources
+from reading import data
+from reading import sources
 from eval.generation import chat_prompt, load_checkpoint
 from launch import REPO, TINY_RUN, run_train
 from models import TINY_DIR, load_tokenizer, templates, tiny_config

@@ -12,8 +12,8 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.tracking import MLflowTracker, WandBTracker
 
-import run_folder
-from run_folder import RunLog
+from lifecycle import run_folder
+from lifecycle.run_folder import RunLog
 
 NAMES = ["a", "b", "c"]
 RECORD = {"step": 3, "names": NAMES, "weights_after": [0.2, 0.3, 0.5], "delta": [0.1, 0.2, 0.3], "dev_loss": [1.0, 2.0, 3.0],

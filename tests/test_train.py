@@ -8,9 +8,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
-import data
+from reading import data
 import routing
-import sources
+from reading import sources
 import train
 from launch import REPO, run_train
 from models import TargetHead, load_model, token_loss_sum

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from test_caps import small_one_favoured
 from test_distributed import read_jsonl, run_two
 
-import data
+from reading import data
 import routing
-import sources
+from reading import sources
 import train
 from launch import REPO, TINY_RUN, run_train
 from models import TargetHead, load_model

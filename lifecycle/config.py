@@ -22,7 +22,7 @@ class Args:
     # --- what to train on
     model: str = "tiny"
     """`tiny` (an embedded random-init 2-layer MoE, runs on a laptop CPU), a local folder, or a Hugging Face hub id."""
-    data: Path = Path(__file__).resolve().parent / "data" / "demo"
+    data: Path = Path(__file__).resolve().parents[1] / "data" / "demo"
     """Dataset folder (`train/<name>/` and `dev/<name>.jsonl` or `dev/<name>/`: .jsonl, .jsonl.gz, .json, .parquet or
     saved `datasets`), a hub dataset id laid out the same way, or a mixture file (.yaml/.json; README: Data)."""
     out: Path | None = None
@@ -89,7 +89,7 @@ class Args:
     init_weights: str = "uniform"
     """Initial sampling weights: `uniform`, `size` (proportional to train size), `embedding` (from the datasets' mean
     sentence embeddings with the --distance/--agg/--eta/--c rule, the paper's SentEmb; `embedding:<sentence-transformers
-    id or path>` for another encoder; needs requirements-embeddings.txt) or a JSON file {"name": weight}."""
+    id or path>` for another encoder; needs requirements/embeddings.txt) or a JSON file {"name": weight}."""
     probe_every: int | None = None
     """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
     probe_batches: int | None = None

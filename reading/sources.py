@@ -37,8 +37,8 @@ import yaml
 from datasets.arrow_writer import ArrowWriter
 from filelock import FileLock
 
-import records
-from records import (
+from reading import records
+from reading.records import (
     FIELDS,
     SUFFIXES,
     DataError,

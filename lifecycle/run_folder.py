@@ -12,7 +12,7 @@ from pathlib import Path
 from accelerate.tracking import GeneralTracker, MLflowTracker, TensorBoardTracker, WandBTracker
 from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
 
-import plots
+from outputs import plots
 
 TRACKERS = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available, "mlflow": is_mlflow_available}
 PROJECT = "routemix"  # the W&B project and MLflow experiment; each run is named after its folder

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from config import changes_on_resume
-from run_folder import write_atomic
+from lifecycle.config import changes_on_resume
+from lifecycle.run_folder import write_atomic
 
 COMPLETE = "COMPLETE"
 CHECKSUM_MAX_BYTES = 64 << 20

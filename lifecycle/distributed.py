@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, get_mixed_precision_context_manager, parse_flag_from_env
 
-from run_folder import append_jsonl, truncate_jsonl
+from lifecycle.run_folder import append_jsonl, truncate_jsonl
 
 
 def check_launch(accelerator: Accelerator) -> None:

