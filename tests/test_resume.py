@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import checkpoint
-import stopping
+from lifecycle import checkpoint
+from lifecycle import stopping
 from launch import (
     CRASH_IN_SAVE,
     ENV,
@@ -161,7 +161,8 @@ def test_sigterm_to_train_py_and_to_the_launcher_saves_the_step_and_resumes_exac
     [trainer] = psutil.Process(launcher.pid).children()
     assert "train.py" in trainer.cmdline()
     launcher.send_signal(signal.SIGTERM)
-    assert launcher.wait(timeout=60) == -signal.SIGTERM
+    # how the launcher itself ends is accelerate's business: killed by the signal (1.15) or exiting 128 + 15 (1.16)
+    assert launcher.wait(timeout=60) in (-signal.SIGTERM, 128 + signal.SIGTERM)
     gone, alive = psutil.wait_procs([trainer], timeout=120)
     assert gone and not alive, "train.py must not outlive its launcher"
     assert_stopped_with_a_checkpoint(launched, (tmp_path / "launched-logs" / "stderr").read_text())
@@ -174,7 +175,7 @@ def test_sigterm_to_train_py_and_to_the_launcher_saves_the_step_and_resumes_exac
 # at the next step's end), a second one, or one before the training loop, ends the process at once.
 SIGNALS = """
 import os, signal, sys, time, types
-import stopping
+from lifecycle import stopping
 stopping.install()
 if sys.argv[1] == "armed":
     stopping.arm()
