@@ -18,7 +18,8 @@ repeating any of them more often than allowed:
 
     mix = Mixture("dynamic", names, sizes, initial, Rule.anchored(), max_epochs=4)
     weights = mix.start(usage)                       # the initial weights, capped
-    update = mix.update(period, delta, usage)        # every probe: update["weights_after"] -> the sampler
+    update = mix.update(period, delta, usage, se)    # every probe: update["weights_after"] -> the sampler
+                                                     # (se: routing.redundancy_noise, how noisy delta is)
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def next_weights(
 class Rule:
     """How delta moves the weights of `dynamic` and `refloss`, one probe at a time:
 
-        d     = (delta - mean(delta)) / std(delta)  (the spread over datasets; `scale="std"`), or delta (`scale="none"`)
+        u     = delta - mean(delta),  kept = (1 - (noise * se / u)^2)_+     (kept = 1 without `se` or with noise 0)
+        d     = kept * u / std(delta)  (`scale="std"`: units of the spread over datasets), or mean + kept * u ("none")
         e     = ema * e_before + (1 - ema) * d                  (e = d at the first probe)
         alpha = (1 - pull) * log w + pull * log w0 + eta * e    (w0: the initial weights)
         w     = (1 - c) * softmax(alpha) + c / k
@@ -123,6 +125,15 @@ class Rule:
     instead of running off. `scale="std"` makes eta a number of log-units per standard deviation of delta, the
     same for a model whose routing tells datasets far apart and for one whose deltas are all small. `ema`
     averages e over probes, so that one probe's noise moves the weights less than a lasting difference.
+
+    `noise` makes the rule answer to how certain delta is. `se` is the standard error of u from the probe's own
+    batches (`routing.redundancy_noise`); each dataset keeps only the part of its deviation that clears `noise`
+    standard errors, by the non-negative garrote (Breiman 1995), the positive-part James-Stein factor of one
+    coordinate. A deviation inside the noise band is dropped (no movement), one just outside it moves a little (no
+    jump at the band's edge, so a probe's noise cannot flip a weight between two levels), and one many standard
+    errors out is kept almost whole (unlike soft thresholding, which would cut every clear difference by the band).
+    Dividing by std(delta) alone would not do: when nothing differs, the spread is the noise itself, and noise
+    divided by noise moves the weights by the full eta.
     """
 
     eta: float = 10.0
@@ -130,6 +141,7 @@ class Rule:
     scale: str = "none"
     ema: float = 0.0
     pull: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def paper(cls, eta: float = 10.0, c: float = 0.05) -> Rule:
@@ -141,15 +153,33 @@ class Rule:
         for name, value in (("c", self.c), ("ema", self.ema), ("pull", self.pull)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if not (self.noise >= 0.0 and math.isfinite(self.noise)):
+            raise ValueError(f"noise must be a finite number >= 0 (standard errors of delta), got {self.noise}")
         if self.ema == 1.0:
             raise ValueError("ema 1 would never let delta in; use 0 <= ema < 1")
 
-    def signal(self, delta, before: list[float] | None) -> list[float]:
-        """e of this probe from delta and the previous probe's e (None at the first)."""
+    def kept(self, delta, se=None) -> torch.Tensor:
+        """The share of each dataset's deviation from the mean delta that clears the noise: 1 without `se`."""
+        centred = torch.as_tensor(delta, dtype=torch.float64)
+        centred = centred - centred.mean()
+        if se is None or self.noise == 0.0:
+            return torch.ones_like(centred)
+        band = self.noise * torch.as_tensor(se, dtype=torch.float64)
+        if band.shape != centred.shape:
+            raise ValueError(f"delta {tuple(centred.shape)} and its standard error {tuple(band.shape)} differ in shape")
+        ratio = torch.where(centred != 0, band / centred.abs().clamp(min=torch.finfo(torch.float64).tiny), torch.inf)
+        return torch.where(band > 0, (1.0 - ratio.pow(2)).clamp(min=0.0), torch.ones_like(centred))
+
+    def signal(self, delta, before: list[float] | None, se=None) -> list[float]:
+        """e of this probe from delta, its standard error `se` (None: unknown, treated as exact) and the previous
+        probe's e (None at the first)."""
         delta = torch.as_tensor(delta, dtype=torch.float64)
+        centred = self.kept(delta, se) * (delta - delta.mean())
         if self.scale == "std":
             spread = delta.std(correction=0)
-            delta = (delta - delta.mean()) / spread if spread > 0 else torch.zeros_like(delta)
+            delta = centred / spread if spread > 0 else torch.zeros_like(delta)
+        elif self.noise > 0.0 and se is not None:
+            delta = delta.mean() + centred
         if before is None:
             return delta.tolist()
         return (self.ema * torch.tensor(before, dtype=torch.float64) + (1.0 - self.ema) * delta).tolist()
@@ -301,21 +331,25 @@ class Mixture:
                              f"{usage.tokens_ahead:,.0f}; raise --max-epochs, lower --max-steps, or pass --max-epochs None")
         return record
 
-    def update(self, period: int, delta, usage: Usage) -> dict:
-        """The weights for probe period `period` from this probe's delta (dynamic, refloss; ignored otherwise).
+    def update(self, period: int, delta, usage: Usage, delta_se=None) -> dict:
+        """The weights for probe period `period` from this probe's delta (dynamic, refloss; ignored otherwise) and
+        the standard error of delta - mean(delta) (`routing.redundancy_noise`; None: not measured, delta taken
+        as exact).
 
         Returns the record fields of `cap`, plus `weights_proposed` (the strategy's weights before the cap),
-        and for dynamic and refloss `delta_spread` (the standard deviation of delta over datasets) and `signal`
-        (the rule's e: what moved the weights).
+        and for dynamic and refloss `delta_spread` (the standard deviation of delta over datasets), `delta_se`,
+        `delta_kept` (the share of each deviation that cleared the noise) and `signal` (the rule's e: what moved
+        the weights).
         """
         extra = {}
         if self.strategy in ("dynamic", "refloss"):
             if delta is None:
                 raise ValueError(f"strategy {self.strategy!r} needs a delta")
-            self.signal = self.rule.signal(delta, self.signal)
+            self.signal = self.rule.signal(delta, self.signal, delta_se)
             self.weights = self.rule.apply(self.weights, self.signal, self.initial)
             extra = {"delta_spread": float(torch.as_tensor(delta, dtype=torch.float64).std(correction=0)),
-                     "signal": list(self.signal)}
+                     "delta_se": None if delta_se is None else torch.as_tensor(delta_se, dtype=torch.float64).tolist(),
+                     "delta_kept": self.rule.kept(delta, delta_se).tolist(), "signal": list(self.signal)}
         else:
             self.weights = next_weights(self.strategy, self.weights, period=period, seed=self.seed)
         return {"weights_proposed": list(self.weights)} | self.cap(self.weights, usage) | extra

@@ -401,3 +401,40 @@ def redundancy(g: torch.Tensor, distance: Distance = "cos", agg: Aggregation = "
     if distance == "inv-l2":
         return reverse_ranks(aggregated)
     return aggregated
+
+
+def redundancy_noise(batch_histograms: torch.Tensor, num_batches: list[int], layers: Layers = "last",
+                     distance: Distance = "cos", agg: Aggregation = "mean") -> torch.Tensor:
+    """How far sampling noise alone moves each dataset's redundancy away from the mean redundancy: the jackknife
+    standard error of `delta_i - mean(delta)` over the probe's batches, `(k, B, L, E)` counts -> `(k,)` float64.
+
+    The rule acts on delta minus its mean (a shift that all datasets share moves no weight), so that is what the
+    error is of. Each dataset's batches are a sample of its own; the multi-sample jackknife leaves out one batch of
+    one dataset at a time, recomputes delta from the pooled counts of the rest, and adds up over datasets:
+
+        var_i = sum_j (n_j - 1) / n_j * sum_b (u_i^(j, -b) - mean_b u_i^(j, -b))^2,   u = delta - mean(delta)
+
+    `num_batches[j]` says how many of the B slots of dataset j hold a batch (a short dev set fills fewer). A dataset
+    with one batch cannot show its own noise and adds nothing; the caller says so. Batches of any size are fine:
+    leaving one out changes the pooled counts by what that batch held.
+    """
+    counts = batch_histograms.to(torch.float64)
+    k = counts.shape[0]
+    pooled = counts.sum(dim=1)  # (k, L, E)
+
+    def centred(histograms: torch.Tensor) -> torch.Tensor:
+        delta = redundancy(representations(histograms, layers), distance, agg)
+        return delta - delta.mean()
+
+    variance = torch.zeros(k, dtype=torch.float64)
+    for j, n in enumerate(num_batches):
+        if n < 2:
+            continue
+        replicates = []
+        for b in range(n):
+            held_out = pooled.clone()
+            held_out[j] -= counts[j, b]
+            replicates.append(centred(held_out))
+        replicates = torch.stack(replicates)  # (n, k)
+        variance += (n - 1) / n * (replicates - replicates.mean(dim=0)).pow(2).sum(dim=0)
+    return variance.sqrt()

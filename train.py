@@ -87,7 +87,8 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
         examples = data.encode_many(tokenizer, conversations, args.seq_len)
         packed = data.pack(examples, args.seq_len, args.micro_batch_size)[: args.probe_batches]
         if len(packed) < args.probe_batches:
-            print(f"warning: dev set {name!r} fills {len(packed)} of {args.probe_batches} probe batches; using what exists")
+            print(f"warning: dev set {name!r} fills {len(packed)} of {args.probe_batches} probe batches; using what exists"
+                  + ("; with one batch the noise of its delta cannot be measured" if len(packed) == 1 else ""))
         batches[name] = [data.collate_packed(rows, args.seq_len, tokenizer.pad_token_id) for rows in packed]
         if not sum(data.count_targets(batch["labels"]) for batch in batches[name]):
             raise ValueError(f"--seq-len {args.seq_len}: no dev example of dataset {name!r} keeps an assistant token "
@@ -97,8 +98,10 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
 
 @torch.no_grad()
 def probe(model, dev: DevProbe, accelerator: Accelerator):
-    """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks, in the
-    order of the sorted dataset names; also this rank's own share of the histograms, for `--debug-checks`.
+    """Routing histograms per probe batch (k, B, L, E; a dataset with fewer batches has zeros in the rest), dev
+    losses (k,) and counted tokens (k,), summed over all ranks, in the order of the sorted dataset names; also this
+    rank's own share of the histograms (k, L, E), for `--debug-checks`. The batches are kept apart because how
+    they differ is how noisy delta is (`routing.redundancy_noise`).
 
     Each rank runs its share of every dataset's probe batches (batch b goes to rank b mod world);
     the model is in eval mode, so routers add no noise. Every rank runs the same number of forwards,
@@ -112,7 +115,7 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
     with dev.capture:
         for name in sorted(dev.batches):
             batches = dev.batches[name]
-            histogram = 0
+            per_batch = None  # (batches, L, E): this rank's counts of each batch, zeros for the other ranks' batches
             loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
             n_loss, n_counted = 0, 0
             for b in range(rank, math.ceil(len(batches) / world) * world, world):
@@ -122,18 +125,22 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
                 with dev.head.on(cpu_batch["labels"], accelerator.device) as targets:
                     logits = model(**attention.packed_inputs(config, cpu_batch, accelerator.device)).logits
                 mask = batch["token_mask"] & (batch["labels"] != data.IGNORE_INDEX) if dev.response_only else batch["token_mask"]
-                histogram = histogram + dev.capture.histogram(mask & mine)  # num_experts is known after a forward
+                counts = dev.capture.histogram(mask & mine)  # num_experts is known after a forward
+                per_batch = counts.new_zeros((len(batches), *counts.shape)) if per_batch is None else per_batch
                 if mine:
+                    per_batch[b] = counts
                     loss_sum += dev.head.loss_sum(logits, targets, batch["labels"]).double()
                     n_loss += len(targets)
                     n_counted += int(mask.sum())
-            histograms.append(histogram)
+            histograms.append(per_batch)
             loss_sums.append(loss_sum)
             loss_tokens.append(n_loss)
             counted.append(n_counted)
     model.train()
-    rank_histograms = torch.stack(histograms)
-    histograms = accelerator.reduce(rank_histograms.clone(), reduction="sum").cpu()
+    most = max(h.shape[0] for h in histograms)
+    rank_batches = torch.stack([torch.cat([h, h.new_zeros((most - h.shape[0], *h.shape[1:]))]) for h in histograms])
+    histograms = accelerator.reduce(rank_batches.clone(), reduction="sum").cpu()
+    rank_histograms = rank_batches.sum(dim=1)
     loss_sums = accelerator.reduce(torch.stack(loss_sums), reduction="sum").cpu()
     tokens = accelerator.reduce(torch.tensor([loss_tokens, counted], device=accelerator.device), reduction="sum").cpu()
     dev_loss = (loss_sums / tokens[0].clamp(min=1)).tolist()
@@ -180,9 +187,13 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
     `mixture.jsonl` logs it, and this rank's own histograms.
     """
     start = time.perf_counter()
-    dev_loss, probe_tokens = None, None
+    dev_loss, probe_tokens, delta_se = None, None, None
     if trained is None or args.mix == "refloss":
-        histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+        batch_histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
+        histograms = batch_histograms.sum(dim=1)
+        if args.mix == "dynamic":  # how far the probe's own sampling noise moves delta (the rule discounts it)
+            delta_se = routing.redundancy_noise(batch_histograms, [len(dev.batches[n]) for n in sorted(dev.batches)],
+                                                args.layers, args.distance, args.agg)
     stale, unseen = [], []
     if trained is not None:
         rank_histograms, tokens = trained.take()
@@ -197,7 +208,7 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
         delta = torch.as_tensor(delta).clone()
         delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()
     names, before = sampler.names, list(sampler.weights.values())
-    update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator))
+    update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator), delta_se)
     sampler.set_weights(dict(zip(names, update["weights_after"])), at=step)
     record = {
         "step": step, "strategy": args.mix, "names": names,
@@ -333,7 +344,7 @@ def build_model(args: Args, accelerator: Accelerator, tokenizer, out: Path, expo
 def update_rule(args: Args) -> mixture.Rule:
     """How delta moves the weights: `--update paper` (the published rule) or `anchored` (README: the defaults)."""
     return mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
-                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0)
+                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0, noise=args.delta_noise or 0.0)
 
 
 def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: list[float], dev: DevProbe,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-ANCHORED_ETA, ANCHORED_EMA, ANCHORED_PULL, ANCHORED_C, ANCHORED_AGG = 0.3, 0.5, 1.0, 0.05, "max"
+ANCHORED_ETA, ANCHORED_EMA, ANCHORED_PULL, ANCHORED_C, ANCHORED_AGG, ANCHORED_NOISE = 0.3, 0.5, 1.0, 0.05, "max", 2.0
 """`--update anchored`'s defaults (README, "Choosing the update": the experiments behind them)."""
 DEFAULT_MAX_EPOCHS = None
 
@@ -119,6 +119,12 @@ class Args:
     pull: float | None = None
     """`anchored`: log w <- (1 - pull) * log w + pull * log w0 before each step, 0..1 (default 1: the
     weights follow the current e alone, softmax(log w0 + eta * e))."""
+    delta_noise: float | None = None
+    """`anchored`: how many of its own standard errors a dataset's delta must stand from the mean delta before it
+    moves the weights (default 2). The error comes from how delta varies over the probe's batches (a jackknife); a
+    deviation inside the band moves nothing, one far outside it moves by almost the full eta (README: the
+    defaults). 0: off. With one probe batch, or `--probe-source train`, the error is not measured and delta is
+    taken as exact."""
     max_epochs: float | None = DEFAULT_MAX_EPOCHS
     """Repetition cap: no dataset is drawn more than this many passes over the whole run (planned over `max-steps`
     from the tokens drawn so far); a weight that would exceed it is capped and the excess goes to the other datasets
@@ -172,7 +178,8 @@ def resolve_defaults(args: Args) -> Args:
         raise SystemExit("--no-freeze-router with --lora-r: under LoRA the routers are never adapted and stay frozen")
     args.agg = args.agg or ("mean" if args.update == "paper" else ANCHORED_AGG)
     if args.update == "paper":
-        given = [flag for flag, value in (("--delta-ema", args.delta_ema), ("--pull", args.pull)) if value is not None]
+        given = [flag for flag, value in (("--delta-ema", args.delta_ema), ("--pull", args.pull),
+                                          ("--delta-noise", args.delta_noise)) if value is not None]
         if given:
             raise SystemExit(f"{' and '.join(given)} belong to --update anchored; --update paper is the published rule")
         args.eta = 10.0 if args.eta is None else args.eta
@@ -182,6 +189,7 @@ def resolve_defaults(args: Args) -> Args:
         args.c = ANCHORED_C if args.c is None else args.c
         args.delta_ema = ANCHORED_EMA if args.delta_ema is None else args.delta_ema
         args.pull = ANCHORED_PULL if args.pull is None else args.pull
+        args.delta_noise = ANCHORED_NOISE if args.delta_noise is None else args.delta_noise
     check(args)  # `out` stays None here: the default run folder is created, uniquely, by run_lock.claim
     return args
 
@@ -236,6 +244,8 @@ def check(args: Args) -> None:
         value = getattr(args, name)
         if value is not None and not 0 <= value <= 1:
             raise SystemExit(f"{flag(name)} {value}: must be in [0, 1]")
+    if args.delta_noise is not None and not (args.delta_noise >= 0 and math.isfinite(args.delta_noise)):
+        raise SystemExit(f"--delta-noise {args.delta_noise}: must be finite and >= 0 (standard errors; 0: off)")
     if args.max_epochs is not None and not args.max_epochs > 0:
         raise SystemExit(f"--max-epochs {args.max_epochs}: must be positive (or None for no cap)")
     if args.probe_only and args.probe_source == "train":
