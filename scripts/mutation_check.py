@@ -203,6 +203,15 @@ MUTATIONS = [
              "name = self.names[min(bisect_right(self._cumulative, u), len(self.names) - 1)]",
              "name = self.names[int(u / self._cumulative[-1] * len(self.names)) % len(self.names)]",
              ("tests/test_sampler.py",)),
+    # --- issue 22: the default must not pay for noise
+    Mutation("the default ignores the noise of delta", "mixture.py",
+             "return torch.where(band > 0, (1.0 - ratio.pow(2)).clamp(min=0.0), torch.ones_like(centred))",
+             "return torch.ones_like(centred)",
+             ("tests/test_delta_noise.py::test_default_leaves_a_mix_with_nothing_to_find_near_its_initial_weights",)),
+    Mutation("the probe's noise never reaches the rule", "train.py",
+             "drawn_so_far(step, sampler, stream, args, accelerator), delta_se)",
+             "drawn_so_far(step, sampler, stream, args, accelerator), None)",
+             ("tests/test_delta_noise.py::test_train_py_keeps_a_mix_with_nothing_to_find_at_uniform",)),
 ]
 
 
