@@ -15,6 +15,9 @@ byte-identical on every run and no record is shared with `data/demo`. Dev record
 first user prompt with a train record of the same source.
 
     python -m experiments.unequal_data --out data/unequal      # what experiments.compare uses
+
+It also writes `eval/math.jsonl` and `eval/reasoning.jsonl`, held-out problems for eval.accuracy
+(scripts/make_eval_sets.py), none of which occurs in this mix.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import random
 from pathlib import Path
 
+from scripts import make_eval_sets
 from scripts.make_demo_data import DATASETS, draw_unique_records, to_jsonl
 
 DEV = 80
@@ -47,6 +51,7 @@ def generate(out: Path) -> dict[str, tuple[int, int]]:
         (out / "dev").mkdir(parents=True, exist_ok=True)
         (out / "train" / name / "part-000.jsonl").write_bytes(to_jsonl(train))
         (out / "dev" / f"{name}.jsonl").write_bytes(to_jsonl(dev))
+    make_eval_sets.write(out)  # held-out problems for eval.accuracy, none of them in this mix
     return {name: (len(train), len(dev)) for name, (train, dev) in records.items()}
 
 
