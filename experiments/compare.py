@@ -5,7 +5,9 @@
         python -m experiments.compare --data data/unequal --seeds 0 1 2 3 4 --out runs/compare/unequal
 
 Every (strategy, seed) is one `python train.py` run in `<out>/<strategy>/seed_<s>`, with the same steps,
-batch shape and seed as the others (so the same token budget), then `eval.dev_loss` on the full dev sets.
+batch shape and seed as the others (so the same token budget), then `eval.dev_loss` on the full dev sets and
+`eval.accuracy` (exact-match accuracy of greedy answers on the held-out problems in `<data>/eval/`, which
+scripts/make_eval_sets.py writes for `math` and `reasoning`; skipped for data without them).
 The comparison is resumable: a run whose model and evaluation exist is skipped, an interrupted run resumes
 from its last checkpoint (train.py's `--resume auto`), and `summary.md` is rewritten from whatever exists.
 Several processes with the same arguments share the runs between them (a run is locked while one works on it).
@@ -25,9 +27,10 @@ from the uniform and dynamic runs of the same seed):
 | final-static | `--mix static --init-weights <the dynamic run's final weights, same seed>` (the paper's "final static") |
 
 Writes `<out>/summary.md` (mean dev loss per dataset, the mean over datasets and the token-weighted
-mean, each with a 95% confidence interval over seeds (Student t); the paired difference to uniform; the
-final weights and the most passes over any dataset), `<out>/summary.json` (every number) and
-`<out>/summary.png` (the means with their intervals). Wall time and machine load of every run are in
+mean, and accuracy per checkable dataset and their mean, each with a 95% confidence interval over seeds
+(Student t); the paired differences to uniform of the mean and token-weighted dev loss and of the accuracy,
+with their intervals; the final weights and the most passes over any dataset), `<out>/summary.json` (every
+number) and `<out>/summary.png` (the means with their intervals). Wall time and machine load of every run are in
 `<out>/<strategy>/seed_<s>/compare.json` and in the summary.
 """
 
@@ -93,6 +96,8 @@ class Args:
     """OMP_NUM_THREADS of every run (default: as inherited)."""
     summary_only: bool = False
     """Only rewrite the summary from the runs that exist."""
+    accuracy_examples: int = 100
+    """Held-out problems per checkable dataset for `eval.accuracy` (`<data>/eval/`; 0: no accuracy)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,8 +108,17 @@ def run_folder(out: Path, strategy: str, seed: int) -> Path:
     return out / strategy / f"seed_{seed}"
 
 
-def finished(folder: Path) -> bool:
-    return (folder / "final" / "model.safetensors").exists() and (folder / "final" / "eval" / "dev_loss.json").exists()
+def evaluations(args: Args) -> tuple[str, ...]:
+    """The result files every finished run has: dev loss, and accuracy when the data has checkable answers."""
+    from eval import accuracy
+
+    checkable = args.accuracy_examples > 0 and accuracy.has_problems(args.data)
+    return ("dev_loss", "accuracy") if checkable else ("dev_loss",)
+
+
+def finished(folder: Path, tasks: tuple[str, ...] = ("dev_loss",)) -> bool:
+    return (folder / "final" / "model.safetensors").exists() and all(
+        (folder / "final" / "eval" / f"{task}.json").exists() for task in tasks)
 
 
 def strategy_flags(strategy: Strategy, out: Path, seed: int) -> list[str]:
@@ -147,13 +161,17 @@ def train(strategy: Strategy, seed: int, args: Args) -> dict:
             "load_before": load_before, "load_after": load_average()}
 
 
-def evaluate(folder: Path, data: Path) -> float:
-    """`eval.dev_loss` on the full dev sets; the result lands in `<folder>/final/eval/dev_loss.json`."""
-    from eval import dev_loss
+def evaluate(folder: Path, args: Args, tasks: tuple[str, ...]) -> float:
+    """The evaluations `tasks` that `<folder>/final/eval/` lacks: `eval.dev_loss` on the full dev sets, `eval.accuracy`
+    on held-out checkable problems."""
+    from eval import accuracy, dev_loss
 
-    start = time.perf_counter()
-    dev_loss.main(dev_loss.Args(checkpoints=(folder / "final",), data=data, out=folder / "dev_loss",
-                                run_names=(f"{folder.parent.name}/{folder.name}",)))
+    start, final, name = time.perf_counter(), folder / "final", f"{folder.parent.name}/{folder.name}"
+    if not (final / "eval" / "dev_loss.json").exists():
+        dev_loss.main(dev_loss.Args(checkpoints=(final,), data=args.data, out=folder / "dev_loss", run_names=(name,)))
+    if "accuracy" in tasks and not (final / "eval" / "accuracy.json").exists():
+        accuracy.main(accuracy.Args(checkpoints=(final,), data=args.data, examples=args.accuracy_examples,
+                                    run_names=(name,)))
     return time.perf_counter() - start
 
 
@@ -177,6 +195,7 @@ def run_all(args: Args) -> None:
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    tasks = evaluations(args)
     progress = True
     while progress:
         progress = False
@@ -184,16 +203,16 @@ def run_all(args: Args) -> None:
             for name in args.strategies:
                 strategy, folder = STRATEGIES[name], run_folder(args.out, name, seed)
                 after = strategy.after and run_folder(args.out, strategy.after, seed)
-                if finished(folder) or (after and not finished(after)):
+                if finished(folder, tasks) or (after and not finished(after)):
                     continue
                 with claimed(folder) as mine:
-                    if not mine or finished(folder):
+                    if not mine or finished(folder, tasks):
                         continue
                     record = {}
                     if not (folder / "final" / "model.safetensors").exists():
                         print(f"== {name} seed {seed}", flush=True)
                         record = train(strategy, seed, args)
-                    record["eval_seconds"] = evaluate(folder, args.data)
+                    record["eval_seconds"] = evaluate(folder, args, tasks)
                     previous = json.loads((folder / "compare.json").read_text()) if (folder / "compare.json").exists() else {}
                     (folder / "compare.json").write_text(json.dumps(previous | record, indent=2))
                 progress = True
@@ -229,7 +248,12 @@ def run_numbers(folder: Path) -> dict | None:
     final = json.loads((folder / "final" / "mixture_weights.json").read_text())
     drawn = updates[-1].get("epochs_drawn")  # passes drawn so far, when the run logs them
     timing = json.loads((folder / "compare.json").read_text()) if (folder / "compare.json").exists() else {}
+    scored = folder / "final" / "eval" / "accuracy.json"
+    accuracy = json.loads(scored.read_text())["metrics"] if scored.exists() else None
     return {
+        "accuracy": None if accuracy is None else
+                    {key.removesuffix("/accuracy"): value for key, value in accuracy.items() if key.endswith("/accuracy")},
+        "accuracy_mean": None if accuracy is None else accuracy["accuracy"],
         "loss": losses,
         "mean": statistics.fmean(losses.values()),
         "token_weighted": sum(losses[n] * tokens[n] for n in names) / sum(tokens.values()),
@@ -240,9 +264,18 @@ def run_numbers(folder: Path) -> dict | None:
     }
 
 
+def paired(by_seed: dict[int, dict], uniform: dict[int, dict], key: str) -> tuple[float, float | None] | None:
+    """The mean and interval of this strategy's `key` minus uniform's, seed by seed, over the seeds both have."""
+    seeds = [s for s in sorted(set(by_seed) & set(uniform)) if by_seed[s].get(key) is not None
+             and uniform[s].get(key) is not None]
+    return mean_ci([by_seed[s][key] - uniform[s][key] for s in seeds]) if seeds else None
+
+
 def summarise(runs: dict[str, dict[int, dict]]) -> dict:
     """strategy -> {"seeds", "loss": {name: (mean, ci)}, "mean", "token_weighted", "vs_uniform" (paired, over the
-    seeds both have), "weights": {name: mean final weight}, "max_epochs_drawn", "train_seconds"}."""
+    seeds both have), "vs_uniform_token_weighted", "wins_vs_uniform" (mean dev loss lower), "weights": {name: mean
+    final weight}, "max_epochs_drawn", "train_seconds", and where every seed has an accuracy: "accuracy": {name:
+    (mean, ci)}, "accuracy_mean", "vs_uniform_accuracy", "accuracy_wins_vs_uniform" (accuracy higher)}."""
     summary = {}
     for strategy, by_seed in runs.items():
         if not by_seed:
@@ -259,10 +292,20 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                                     default=None),
             "train_seconds": sum(r["train_seconds"] or 0.0 for r in numbers),
         }
-        paired = sorted(set(by_seed) & set(runs.get("uniform", {})))
-        if paired and strategy != "uniform":
-            row["vs_uniform"] = mean_ci([by_seed[s]["mean"] - runs["uniform"][s]["mean"] for s in paired])
-            row["wins_vs_uniform"] = sum(by_seed[s]["mean"] < runs["uniform"][s]["mean"] for s in paired)
+        scored = [r for r in numbers if r.get("accuracy") is not None]
+        if scored and len(scored) == len(numbers):
+            row["accuracy"] = {n: mean_ci([r["accuracy"][n] for r in scored]) for n in sorted(scored[0]["accuracy"])}
+            row["accuracy_mean"] = mean_ci([r["accuracy_mean"] for r in scored])
+        uniform = runs.get("uniform", {})
+        both = sorted(set(by_seed) & set(uniform))
+        if both and strategy != "uniform":
+            row["vs_uniform"] = paired(by_seed, uniform, "mean")
+            row["vs_uniform_token_weighted"] = paired(by_seed, uniform, "token_weighted")
+            row["wins_vs_uniform"] = sum(by_seed[s]["mean"] < uniform[s]["mean"] for s in both)
+            if "accuracy" in row and (vs := paired(by_seed, uniform, "accuracy_mean")) is not None:
+                row["vs_uniform_accuracy"] = vs
+                row["accuracy_wins_vs_uniform"] = sum(by_seed[s]["accuracy_mean"] > uniform[s]["accuracy_mean"]
+                                                      for s in both if uniform[s].get("accuracy_mean") is not None)
         summary[strategy] = row
     return summary
 
@@ -275,13 +318,27 @@ def _cell(value: tuple[float, float | None], digits: int = 3) -> str:
 def markdown(summary: dict, data: Path) -> str:
     names = sorted(next(iter(summary.values()))["loss"])
     lines = [f"Dev loss on the full dev sets of `{data}`: mean ± 95% CI half-width over seeds (Student t).", "",
-             "| strategy | seeds | " + " | ".join(names) + " | mean | token-weighted | mean - uniform (paired) | wins |",
-             "|---" * (len(names) + 6) + "|"]
+             "| strategy | seeds | " + " | ".join(names) + " | mean | token-weighted | mean - uniform (paired) | wins "
+             "| token-weighted - uniform (paired) |",
+             "|---" * (len(names) + 7) + "|"]
     for strategy, row in summary.items():
-        paired = _cell(row["vs_uniform"]) if "vs_uniform" in row else "-"
+        vs = _cell(row["vs_uniform"]) if "vs_uniform" in row else "-"
         wins = f"{row['wins_vs_uniform']}/{len(row['seeds'])}" if "wins_vs_uniform" in row else "-"
+        vs_weighted = _cell(row["vs_uniform_token_weighted"]) if "vs_uniform_token_weighted" in row else "-"
         lines.append(f"| {strategy} | {len(row['seeds'])} | " + " | ".join(_cell(row["loss"][n]) for n in names)
-                     + f" | {_cell(row['mean'])} | {_cell(row['token_weighted'])} | {paired} | {wins} |")
+                     + f" | {_cell(row['mean'])} | {_cell(row['token_weighted'])} | {vs} | {wins} | {vs_weighted} |")
+    scored = {strategy: row for strategy, row in summary.items() if "accuracy" in row}
+    if scored:
+        checked = sorted(next(iter(scored.values()))["accuracy"])
+        lines += ["", ("Exact-match accuracy of greedy answers on held-out problems (`eval.accuracy`): mean ± 95% CI "
+                       "half-width over seeds; wins: seeds with a higher mean accuracy than uniform."), "",
+                  "| strategy | seeds | " + " | ".join(checked) + " | mean | mean - uniform (paired) | wins |",
+                  "|---" * (len(checked) + 5) + "|"]
+        for strategy, row in scored.items():
+            vs = _cell(row["vs_uniform_accuracy"]) if "vs_uniform_accuracy" in row else "-"
+            wins = f"{row['accuracy_wins_vs_uniform']}/{len(row['seeds'])}" if "accuracy_wins_vs_uniform" in row else "-"
+            lines.append(f"| {strategy} | {len(row['seeds'])} | " + " | ".join(_cell(row["accuracy"][n]) for n in checked)
+                         + f" | {_cell(row['accuracy_mean'])} | {vs} | {wins} |")
     lines += ["", ("Final sampling weights (mean over seeds), the most passes drawn over any dataset (when logged) and "
                    "the training wall time of all seeds:"), "",
               "| strategy | " + " | ".join(names) + " | max passes | train minutes |", "|---" * (len(names) + 3) + "|"]
@@ -293,25 +350,35 @@ def markdown(summary: dict, data: Path) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Mean dev loss per dataset, over datasets and token-weighted, one bar per strategy, with 95% intervals."""
+    """Mean dev loss per dataset, over datasets and token-weighted, and (when measured) accuracy per checkable dataset
+    and its mean: one bar per strategy, with 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = sorted(next(iter(summary.values()))["loss"])
-    columns = [*names, "mean", "token-weighted"]
-    width = 0.8 / len(summary)
-    figure, axes = plt.subplots(figsize=(max(7.0, 1.3 * len(columns)), 4.2))
-    for r, (strategy, row) in enumerate(summary.items()):
-        values = [row["loss"][n] for n in names] + [row["mean"], row["token_weighted"]]
-        x = [c + (r - (len(summary) - 1) / 2) * width for c in range(len(columns))]
-        axes.bar(x, [m for m, _ in values], width=width, yerr=[ci or 0.0 for _, ci in values], capsize=2,
-                 label=strategy, color=f"C{r % 10}")
-    axes.set_xticks(range(len(columns)), columns, rotation=20)
-    axes.set_ylabel("dev loss (assistant tokens)")
-    axes.set_title("dev loss, mean and 95% CI over seeds")
-    axes.legend(fontsize="small", ncol=2)
+    panels = [("dev loss (assistant tokens)", [*names, "mean", "token-weighted"],
+               lambda row: [row["loss"][n] for n in names] + [row["mean"], row["token_weighted"]])]
+    scored = {strategy: row for strategy, row in summary.items() if "accuracy" in row}
+    if scored:
+        checked = sorted(next(iter(scored.values()))["accuracy"])
+        panels.append(("exact-match accuracy", [*checked, "mean"],
+                       lambda row: [row["accuracy"][n] for n in checked] + [row["accuracy_mean"]]))
+    figure, axes = plt.subplots(1, len(panels), figsize=(sum(max(4.0, 1.3 * len(c)) for _, c, _ in panels) + 1, 4.2),
+                                squeeze=False)
+    for ax, (label, columns, values_of) in zip(axes[0], panels):
+        rows = summary if label.startswith("dev") else scored
+        width = 0.8 / len(rows)
+        for r, (strategy, row) in enumerate(rows.items()):
+            values = values_of(row)
+            x = [c + (r - (len(rows) - 1) / 2) * width for c in range(len(columns))]
+            ax.bar(x, [m for m, _ in values], width=width, yerr=[ci or 0.0 for _, ci in values], capsize=2,
+                   label=strategy, color=f"C{list(summary).index(strategy) % 10}")
+        ax.set_xticks(range(len(columns)), columns, rotation=20)
+        ax.set_ylabel(label)
+        ax.set_title(f"{label.split(' (')[0]}, mean and 95% CI over seeds")
+    axes[0][0].legend(fontsize="small", ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -18,7 +18,7 @@ def test_mean_ci_is_student_t():
     assert compare.mean_ci([3.5]) == (3.5, None)
 
 
-def fake_run(out, strategy, seed, losses, tokens, weights):
+def fake_run(out, strategy, seed, losses, tokens, weights, accuracy=None):
     folder = compare.run_folder(out, strategy, seed)
     (folder / "final" / "eval").mkdir(parents=True)
     (folder / "final" / "model.safetensors").write_bytes(b"")
@@ -27,6 +27,9 @@ def fake_run(out, strategy, seed, losses, tokens, weights):
     (folder / "final" / "mixture_weights.json").write_text(json.dumps(weights))
     (folder / "mixture.jsonl").write_text(json.dumps({"epochs_drawn": [0.5, 2.5]}) + "\n")
     (folder / "compare.json").write_text(json.dumps({"train_seconds": 60.0, "load_before": 1.0, "load_after": 2.0}))
+    if accuracy is not None:  # as eval.accuracy writes it
+        metrics = {f"{n}/accuracy": v for n, v in accuracy.items()} | {"accuracy": sum(accuracy.values()) / len(accuracy)}
+        (folder / "final" / "eval" / "accuracy.json").write_text(json.dumps({"metrics": metrics}))
 
 
 def test_summary_means_token_weighting_and_paired_difference(tmp_path):
@@ -52,8 +55,35 @@ def test_summary_means_token_weighting_and_paired_difference(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["runs"]["uniform"]["0"]["mean"] == pytest.approx(1.5)
 
 
+def test_summary_accuracy_and_token_weighted_paired_differences(tmp_path):
+    tokens = {"a": 100, "b": 300}
+    uniform = [((1.0, 2.0), (0.5, 0.3)), ((1.2, 2.2), (0.6, 0.4)), ((1.1, 2.0), (0.4, 0.2))]
+    dynamic = [((0.9, 2.0), (0.6, 0.4)), ((1.0, 2.1), (0.5, 0.5)), ((1.1, 1.8), (0.7, 0.3))]
+    for seed, ((ua, ub), (um, ur)), ((da, db), (dm, dr)) in zip(range(3), uniform, dynamic):
+        fake_run(tmp_path, "uniform", seed, {"a": ua, "b": ub}, tokens, {"a": 0.5, "b": 0.5}, {"math": um, "reasoning": ur})
+        fake_run(tmp_path, "dynamic", seed, {"a": da, "b": db}, tokens, {"a": 0.5, "b": 0.5}, {"math": dm, "reasoning": dr})
+    args = compare.Args(out=tmp_path, seeds=(0, 1, 2), strategies=("uniform", "dynamic"), data=tmp_path)
+    summary = compare.write_summary(args)
+    # accuracy per seed: uniform 0.4, 0.5, 0.3; dynamic 0.5, 0.5, 0.5 -> paired 0.1, 0.0, 0.2: mean 0.1, sd 0.1, t(2) 4.303
+    assert summary["uniform"]["accuracy_mean"][0] == pytest.approx(0.4)
+    assert summary["uniform"]["accuracy"]["math"] == (pytest.approx(0.5), pytest.approx(4.303 * 0.1 / math.sqrt(3)))
+    assert summary["dynamic"]["vs_uniform_accuracy"] == (pytest.approx(0.1), pytest.approx(4.303 * 0.1 / math.sqrt(3)))
+    assert summary["dynamic"]["accuracy_wins_vs_uniform"] == 2
+    # token-weighted per seed: uniform 1.75, 1.95, 1.775; dynamic 1.725, 1.825, 1.625 -> paired -0.025, -0.125, -0.15:
+    # mean -0.1, sd sqrt(0.004375) = 0.0661438
+    assert summary["dynamic"]["vs_uniform_token_weighted"] == (
+        pytest.approx(-0.1), pytest.approx(4.303 * math.sqrt(0.004375) / math.sqrt(3)))
+    table = (tmp_path / "summary.md").read_text()
+    # mean dev loss per seed: uniform 1.5, 1.7, 1.55; dynamic 1.45, 1.55, 1.45: lower in all 3
+    assert "| 3/3 | -0.100 ± 0.164 |" in table  # wins on the mean dev loss, then the token-weighted paired difference
+    assert "| dynamic | 3 | 0.600 ± 0.248 | 0.400 ± 0.248 | 0.500 ± 0.000 | 0.100 ± 0.248 | 2/3 |" in table
+
+
 def test_a_tiny_comparison_runs_evaluates_and_skips_what_is_done(tmp_path, monkeypatch):
     folder = small_data(tmp_path / "data")
+    (folder / "eval").mkdir()  # two held-out math problems, filed under dataset `a`
+    lines = (compare.REPO / "data" / "demo" / "eval" / "math.jsonl").read_text().splitlines()[:2]
+    (folder / "eval" / "a.jsonl").write_text("\n".join(lines) + "\n")
     flags = ("--max-steps", "2", "--probe-every", "1", "--probe-batches", "1", "--micro-batch-size", "2",
              "--seq-len", "128", "--save-every", "2")
     args = compare.Args(data=folder, out=tmp_path / "cmp", seeds=(0,), strategies=("uniform", "refloss"),
@@ -64,6 +94,9 @@ def test_a_tiny_comparison_runs_evaluates_and_skips_what_is_done(tmp_path, monke
     assert reference == dict(zip(last["names"], last["dev_loss"]))  # the uniform run's last probe is the reference
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["summary"]
     assert set(summary) == {"uniform", "refloss"} and summary["refloss"]["seeds"] == [0]
+    scored = json.loads((tmp_path / "cmp" / "refloss" / "seed_0" / "final" / "eval" / "accuracy.json").read_text())
+    assert scored["metrics"]["a/examples"] == 2 and summary["refloss"]["accuracy"]["a"][0] == scored["metrics"]["accuracy"]
+    assert "vs_uniform_accuracy" in summary["refloss"] and "accuracy" in (tmp_path / "cmp" / "summary.md").read_text()
     record = json.loads((tmp_path / "cmp" / "uniform" / "seed_0" / "compare.json").read_text())
     assert record["train_seconds"] > 0 and "--mix" in record["command"]
     calls = []
