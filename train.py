@@ -98,10 +98,10 @@ def make_probe_batches(dev: dict, tokenizer, args: Args) -> dict[str, list[dict[
 
 @torch.no_grad()
 def probe(model, dev: DevProbe, accelerator: Accelerator):
-    """Routing histograms per probe batch (k, B, L, E; a dataset with fewer batches has zeros in the rest), dev
-    losses (k,) and counted tokens (k,), summed over all ranks, in the order of the sorted dataset names; also this
-    rank's own share of the histograms (k, L, E), for `--debug-checks`. The batches are kept apart because how
-    they differ is how noisy delta is (`routing.redundancy_noise`).
+    """Routing histograms (k, L, E), dev losses (k,) and counted tokens (k,), summed over all ranks, in the
+    order of the sorted dataset names; this rank's own share of the histograms, for `--debug-checks`; and the
+    histograms of each probe batch apart (k, B, L, E; a dataset with fewer batches has zeros in the rest), since
+    how the batches differ is how noisy delta is (`routing.redundancy_noise`).
 
     Each rank runs its share of every dataset's probe batches (batch b goes to rank b mod world);
     the model is in eval mode, so routers add no noise. Every rank runs the same number of forwards,
@@ -139,12 +139,11 @@ def probe(model, dev: DevProbe, accelerator: Accelerator):
     model.train()
     most = max(h.shape[0] for h in histograms)
     rank_batches = torch.stack([torch.cat([h, h.new_zeros((most - h.shape[0], *h.shape[1:]))]) for h in histograms])
-    histograms = accelerator.reduce(rank_batches.clone(), reduction="sum").cpu()
-    rank_histograms = rank_batches.sum(dim=1)
+    batch_histograms = accelerator.reduce(rank_batches.clone(), reduction="sum").cpu()
     loss_sums = accelerator.reduce(torch.stack(loss_sums), reduction="sum").cpu()
     tokens = accelerator.reduce(torch.tensor([loss_tokens, counted], device=accelerator.device), reduction="sum").cpu()
     dev_loss = (loss_sums / tokens[0].clamp(min=1)).tolist()
-    return histograms, dev_loss, tokens[1].tolist(), rank_histograms.cpu()
+    return batch_histograms.sum(dim=1), dev_loss, tokens[1].tolist(), rank_batches.sum(dim=1).cpu(), batch_histograms
 
 
 def probe_lengths(batches: dict[str, list[dict[str, torch.Tensor]]]) -> list[tuple[int, int]]:
@@ -189,8 +188,7 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
     start = time.perf_counter()
     dev_loss, probe_tokens, delta_se = None, None, None
     if trained is None or args.mix == "refloss":
-        batch_histograms, dev_loss, probe_tokens, rank_histograms = probe(model, dev, accelerator)
-        histograms = batch_histograms.sum(dim=1)
+        histograms, dev_loss, probe_tokens, rank_histograms, batch_histograms = probe(model, dev, accelerator)
         if args.mix == "dynamic":  # how far the probe's own sampling noise moves delta (the rule discounts it)
             delta_se = routing.redundancy_noise(batch_histograms, [len(dev.batches[n]) for n in sorted(dev.batches)],
                                                 args.layers, args.distance, args.agg)

@@ -212,6 +212,15 @@ MUTATIONS = [
              "drawn_so_far(step, sampler, stream, args, accelerator), delta_se)",
              "drawn_so_far(step, sampler, stream, args, accelerator), None)",
              ("tests/test_delta_noise.py::test_train_py_keeps_a_mix_with_nothing_to_find_at_uniform",)),
+    # --- issue 22: a task metric beside dev loss
+    Mutation("the first answer marker counts, not the last", "eval/accuracy.py",
+             "found = [(lowered.rfind(marker), marker) for marker in MARKERS]",
+             "found = [(lowered.find(marker), marker) for marker in MARKERS]",
+             ("tests/test_accuracy.py",)),
+    Mutation("math answers match in any order", "eval/accuracy.py",
+             "return bool(expected) and numbers(answer) == expected",
+             "return bool(expected) and sorted(numbers(answer)) == sorted(expected)",
+             ("tests/test_accuracy.py",)),
 ]
 
 

@@ -55,16 +55,19 @@ def read_jsonl(path) -> list[dict]:
 
 def test_probe_on_two_processes_equals_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    result = run_train(one, "--probe-only", *PROBE)
+    # --delta-noise 0: on the untrained tiny model the demo's deltas lie within their noise, and the default would
+    # keep the weights uniform; here they must move, so that equal weights say something
+    result = run_train(one, "--probe-only", "--delta-noise", "0", *PROBE)
     assert result.returncode == 0, result.stderr[-3000:]
     # the FSDP config on CPU: accelerate falls back to DDP, and train.py says so
-    result = run_two(two, "--probe-only", *PROBE, config="configs/fsdp2.yaml")
+    result = run_two(two, "--probe-only", "--delta-noise", "0", *PROBE, config="configs/fsdp2.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "asks for FSDP (ACCELERATE_USE_FSDP=true) but accelerate runs MULTI_CPU" in result.stdout
 
     [expected], [got] = read_jsonl(one / "mixture.jsonl"), read_jsonl(two / "mixture.jsonl")
     assert got["histograms"] == expected["histograms"]  # integer counts: exact
     assert got["probe_tokens"] == expected["probe_tokens"] and min(got["probe_tokens"]) > 0
+    assert got["delta_se"] == expected["delta_se"]  # from the same counts per probe batch: bitwise
     assert got["weights_after"] == expected["weights_after"]  # computed from the same counts: bitwise
     assert got["weights_after"] != got["weights_before"]
     assert got["dev_loss"] == pytest.approx(expected["dev_loss"], rel=1e-12)  # float64 sums, added in another order

@@ -56,7 +56,7 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["step"] == 0 and not (out / "final").exists()
     expected_keys = {"step", "strategy", "names", "weights_before", "weights_proposed", "weights_after", "capped",
-                     "cap_infeasible", "planned_epochs", "epochs_drawn", "delta_spread", "signal", "histograms",
+                     "cap_infeasible", "planned_epochs", "epochs_drawn", "delta_spread", "delta_se", "delta_kept", "signal", "histograms",
                      "probe_source", "routing_carried_over", "routing_unseen", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
                      "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
