@@ -18,7 +18,7 @@ from pathlib import Path
 # the flags that shape the result (everything else is logging, paths and plumbing)
 FLAGS = ("model", "chat_template", "data", "max_steps", "micro_batch_size", "seq_len", "grad_accum", "lr", "warmup_ratio",
          "weight_decay", "bf16", "freeze_router", "aux_loss_coef", "mix", "init_weights", "probe_every", "probe_batches",
-         "probe_tokens", "probe_source", "layers", "distance", "agg", "update", "eta", "c", "delta_ema", "pull",
+         "probe_tokens", "probe_source", "layers", "distance", "agg", "update", "eta", "c", "delta_ema", "pull", "delta_noise",
          "max_epochs", "seed")
 LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 TRAJECTORY_ROWS = 12  # the table samples the weight history; weights.png has all of it
