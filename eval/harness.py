@@ -29,12 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from lm_eval import simple_evaluate
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
-
-from eval import mbpp
-from eval.generation import load_checkpoint
+from eval import extras, mbpp
+from eval.generation import load_checkpoint, model_folder
 from eval.hub import HubUnavailable, hub_unavailable, reached_for_hub
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 
@@ -107,6 +103,7 @@ def mbpp_args(args: Args) -> mbpp.Args:
 def task_manager_for(tasks: list[str], include_path: tuple[Path, ...]):
     """A TaskManager that knows `tasks`. When the local folders hold all of them, lm-eval's own
     ~15k task files are not indexed (that takes seconds)."""
+    TaskManager = extras.require("lm_eval.tasks", "eval.harness").TaskManager
     paths = [str(path) for path in include_path] or None
     if paths:
         local = TaskManager(include_path=paths, include_defaults=False)
@@ -137,10 +134,12 @@ def score_metric(metrics: dict[str, float]) -> str | None:
 def evaluate(model, tokenizer, args: Args) -> dict:
     """lm-eval's results dict for `lm_eval_tasks(args.tasks)`; raises HubUnavailable when a task's dataset cannot
     be downloaded."""
+    lm_eval = extras.require("lm_eval", "eval.harness")
+    HFLM = extras.require("lm_eval.models.huggingface", "eval.harness").HFLM
     tasks = lm_eval_tasks(args.tasks)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, max_length=args.max_length)
     try:
-        return simple_evaluate(
+        return lm_eval.simple_evaluate(
             model=lm,
             tasks=tasks,
             num_fewshot=args.num_fewshot,
@@ -161,7 +160,10 @@ def evaluate(model, tokenizer, args: Args) -> dict:
 
 
 def main(args: Args) -> list[EvalResult]:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     start = time.monotonic()
+    if lm_eval_tasks(args.tasks):
+        extras.require("lm_eval", "eval.harness")  # before the model loads
     code_args = mbpp_args(args) if SANDBOXED_TASKS & set(expand_tasks(args.tasks)) else None
     if code_args is not None:
         mbpp.check_args(code_args)
