@@ -45,13 +45,14 @@ PR_SET_PDEATHSIG = 1
 LAUNCHERS = (b"accelerate", b"torchrun", b"torch.distributed.run")
 
 RELAY_SECONDS = 1.0
-"""How soon after the first signal a launcher's copy of it arrives; a person's second Ctrl-C comes later."""
+"""How soon after the first signal a launcher's forwarded copy of the same signal arrives; a person's second Ctrl-C
+comes later."""
 
 _state = {"armed": False, "signal": None, "since": 0.0, "launcher": None}
 
 
 def _handler(signum: int, frame) -> None:
-    if _state["signal"] is not None and relayed():
+    if _state["signal"] is not None and relayed(signum):
         # the launcher passing on the signal the user sent to it and to train.py alike (Ctrl-C reaches the whole
         # process group), or its parent-death SIGTERM, possibly delivered more than once: the same event, not a
         # second signal (SIGKILL still stops)
@@ -65,14 +66,17 @@ def _handler(signum: int, frame) -> None:
                 "(a second signal stops at once)\n".encode())
 
 
-def relayed() -> bool:
-    """Whether a signal after the first one comes from this process's launcher rather than from a person: the launcher
-    has ended (the kernel's parent-death SIGTERM), or it is passing on the first signal, which it does at once
-    (accelerate's one-process launcher turns Ctrl-C into SIGTERM; torchrun forwards SIGINT to every rank)."""
+def relayed(signum: int) -> bool:
+    """Whether signal `signum`, after the first one, comes from this process's launcher rather than from a person: the
+    launcher has ended (the kernel's parent-death SIGTERM), or it is passing the first signal on: a SIGTERM after a
+    Ctrl-C (accelerate's one-process launcher turns SIGINT into SIGTERM; nobody types a SIGTERM), or the same signal
+    again at once (torchrun forwards SIGINT to every rank, which the terminal has sent them already)."""
     launcher = _state["launcher"]
     if launcher is None:
         return False
-    return os.getppid() != launcher or time.monotonic() - _state["since"] < RELAY_SECONDS
+    if os.getppid() != launcher or (_state["signal"], signum) == (signal.SIGINT, signal.SIGTERM):
+        return True
+    return signum == _state["signal"] and time.monotonic() - _state["since"] < RELAY_SECONDS
 
 
 def install() -> None:

@@ -226,3 +226,40 @@ def test_ctrl_c_under_the_launcher_saves_the_step_and_the_readme_resume_line_fin
     assert f"resumed from {out / 'checkpoints' / f'step_{step}'} at step {step}" in resumed.stdout
     assert "done: 24 steps" in resumed.stdout
     assert_same_run(expected, comparable(out))
+
+
+# The copies a launcher sends on: in a process whose parent counts as its launcher, the SIGTERM that follows a Ctrl-C
+# (accelerate's one-process launcher passing it on) and the same SIGINT again at once (torchrun forwarding it) are the
+# first signal's event; a person's second Ctrl-C, a moment later, stops at once. Without a launcher, any second
+# signal stops at once.
+RELAYS = """
+import os, signal, sys, time, types
+from lifecycle import stopping
+stopping.install()
+if sys.argv[1] == "launched":
+    stopping._state["launcher"] = os.getppid()  # as install() records an accelerate or torchrun parent
+stopping.arm()
+one_process = types.SimpleNamespace(num_processes=1)
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+time.sleep(0.1)
+os.kill(os.getpid(), signal.SIGTERM)  # accelerate 1.16's launcher passing it on
+os.kill(os.getpid(), signal.SIGINT)  # torchrun forwarding the same Ctrl-C
+time.sleep(0.2)
+print("one event:", stopping.agreed(one_process), stopping._state["agreed"], flush=True)
+time.sleep(stopping.RELAY_SECONDS)
+os.kill(os.getpid(), signal.SIGINT)  # the person's second Ctrl-C
+time.sleep(5)
+print("still running", flush=True)
+"""
+
+
+def test_what_a_launcher_sends_on_after_ctrl_c_is_the_same_event_and_a_second_ctrl_c_stops_at_once():
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", RELAYS, mode], cwd=REPO, env=ENV, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    launched = run("launched")
+    assert launched.stdout == "one event: True SIGINT\n" and launched.returncode == -signal.SIGINT
+    assert launched.stderr.count("stopping after this optimizer step") == 1
+    alone = run("alone")  # python train.py: the SIGTERM is someone's second signal
+    assert alone.returncode == -signal.SIGTERM and alone.stdout == ""
