@@ -427,13 +427,13 @@ def started_config(args: Args) -> Path | None:
 def recorded_args(path: Path) -> Args:
     """The settings a run recorded in its `config.json` (resolved values), as Args; settings this routemix does not
     know are left out, settings the file lacks keep their defaults."""
-    recorded = json.loads(path.read_text())
+    recorded, hints = json.loads(path.read_text()), typing.get_type_hints(Args)
     values = {}
     for field in dataclasses.fields(Args):
         if field.name in recorded and field.name not in FROM_THE_COMMAND_LINE:
             value = recorded[field.name]
-            if value is not None and field.name in ("data", "ref_loss"):
-                value = Path(value)
+            if value is not None and Path in (hints[field.name], *typing.get_args(hints[field.name])):
+                value = Path(value)  # JSON holds paths as strings
             elif isinstance(value, list):
                 value = tuple(value)
             values[field.name] = value
