@@ -414,7 +414,8 @@ def main(args: Args) -> None:
     preflight.check_positions(model_config, args.model, args.seq_len)
     out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
     with lock.released_if_refused():  # a run refused here leaves no lock behind
-        tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
+        tokenizer = load_tokenizer(args.model, chat_template=args.chat_template,
+                                   trust_remote_code=args.trust_remote_code)
         train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
         args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
         resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run

@@ -92,7 +92,8 @@ def dev_metrics(model, tokenizer, dev: dict[str, list[sources.Messages]], max_le
 def main(args: Args) -> list[EvalResult]:
     if args.run_names and len(args.run_names) != len(args.checkpoints):
         raise SystemExit("--run-names needs one name per checkpoint")
-    args.checkpoints = tuple(Path(model_folder(c)) for c in args.checkpoints)  # a run folder: its final/ or newest checkpoint
+    # a run folder: its final/, or its newest checkpoint
+    args.checkpoints = tuple(Path(model_folder(c)) for c in args.checkpoints)
     dev = {name: conversations[: args.limit] for name, conversations in sources.load(args.data, splits=("dev",)).dev.items()}
     names = args.run_names or tuple(run_name(c) for c in args.checkpoints)
     results = []

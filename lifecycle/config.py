@@ -183,7 +183,8 @@ def resolve_rule(flags) -> None:
     in, on train.py's Args and on `python -m extras.embeddings`'s alike: the same flags give the same rule."""
     flags.agg = flags.agg or ("mean" if flags.update == "paper" else ANCHORED_AGG)
     if flags.update == "paper":
-        given = [flag for flag, value in (("--delta-ema", flags.delta_ema), ("--pull", flags.pull)) if value is not None]
+        given = [flag for flag, value in (("--delta-ema", flags.delta_ema), ("--pull", flags.pull))
+                 if value is not None]
         if given:
             raise SystemExit(f"{' and '.join(given)} belong to --update anchored; --update paper is the published rule")
         flags.eta = 10.0 if flags.eta is None else flags.eta
@@ -224,7 +225,8 @@ def model_defaults(args: Args, parameters: int | None, recorded: dict | None) ->
     if recorded is not None and all(recorded.get(name) is not None for name in missing):
         values, why = recorded, "what the routemix run that wrote it used"
     elif parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
-        values, why = MODEL_DEFAULTS["small"], f"a small model: about {parameters / 1e6:.1f}M parameters, from its config"
+        values = MODEL_DEFAULTS["small"]
+        why = f"a small model: about {parameters / 1e6:.1f}M parameters, from its config"
     else:
         size = "size unknown" if parameters is None else f"about {parameters / 1e6:,.0f}M parameters, from its config"
         values, why = MODEL_DEFAULTS["large"], f"a large model: {size}"
@@ -399,13 +401,15 @@ def cli(cls, args: list[str] | None = None, default=None):
 
     docs = {p.arg_name: p.description for p in docstring_parser.parse_from_object(cls).params if p.description}
     hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
     reflowed = dataclasses.make_dataclass(cls.__name__, [
-        (f.name, Annotated[hints[f.name], tyro.conf.arg(help=paragraphs(docs.get(f.name, "")))], dataclasses.field(default=f.default))
+        (f.name, Annotated[hints[f.name], tyro.conf.arg(help=paragraphs(docs.get(f.name, "")))],
+         dataclasses.field(default=f.default))
         for f in dataclasses.fields(cls)])
     written = cls.__doc__ if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}(") else None
-    parsed = tyro.cli(reflowed, args=args, description=written,
-                      default=None if default is None else reflowed(**{f.name: getattr(default, f.name) for f in dataclasses.fields(cls)}))
-    return cls(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(cls)})
+    defaults = None if default is None else reflowed(**{name: getattr(default, name) for name in names})
+    parsed = tyro.cli(reflowed, args=args, description=written, default=defaults)
+    return cls(**{name: getattr(parsed, name) for name in names})
 
 
 FROM_THE_COMMAND_LINE = ("out", "resume", "probe_only")
@@ -454,5 +458,6 @@ def parse(argv: list[str] | None = None) -> Args:
              for f in dataclasses.fields(Args)
              if f.name not in FROM_THE_COMMAND_LINE and getattr(args, f.name) != getattr(started, f.name)]
     if os.environ.get("RANK", "0") == "0":
-        print(f"resume: the run's settings from {path}" + (f"; given here: {', '.join(given)}" if given else ""), flush=True)
+        print(f"resume: the run's settings from {path}" + (f"; given here: {', '.join(given)}" if given else ""),
+              flush=True)
     return resolve_defaults(args)

@@ -216,7 +216,8 @@ def test_a_run_folder_is_evaluated_through_its_final_model(checkpoint, tmp_path,
     (through_run,) = dev_loss.main(dev_loss.Args(checkpoints=(run,), data=tmp_path / "data", out=tmp_path / "a"))
     assert f"{run} is a run folder: evaluating its final model, {checkpoint}\n" in capsys.readouterr().out
     (direct,) = dev_loss.main(dev_loss.Args(checkpoints=(checkpoint,), data=tmp_path / "data", out=tmp_path / "b"))
-    assert (through_run.run, through_run.checkpoint, through_run.metrics) == (direct.run, direct.checkpoint, direct.metrics)
+    assert (through_run.run, through_run.checkpoint) == (direct.run, direct.checkpoint)
+    assert through_run.metrics == direct.metrics
 
 
 def test_an_unfinished_run_folder_gives_its_newest_checkpoint_and_an_empty_one_says_what_to_pass(tmp_path, capsys):
@@ -263,5 +264,5 @@ def test_help_keeps_each_flags_text_in_one_paragraph():
     result = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0
-    assert "The weights load in bf16 where the engine keeps float32 master weights itself (DeepSpeed; FSDP2" in result.stdout
+    assert "where the engine keeps float32 master weights itself (DeepSpeed; FSDP2" in result.stdout
     assert ".jsonl.gz, .json, .parquet or saved `datasets`)" in result.stdout

@@ -207,9 +207,9 @@ def test_a_second_signal_or_one_before_training_ends_the_process_at_once():
 
 
 def test_ctrl_c_under_the_launcher_saves_the_step_and_the_readme_resume_line_finishes_the_run_as_started(tmp_path, expected):
-    """Ctrl-C in a terminal sends SIGINT to the launcher and train.py alike (one process group); the launcher then passes
-    it on as SIGTERM (accelerate 1.16) or dies and the kernel sends train.py its parent-death SIGTERM: one event, so the
-    step finishes and is saved. The README's resume line (`--out` alone) then continues the run as it was started,
+    """Ctrl-C in a terminal sends SIGINT to the launcher and train.py alike (one process group); the launcher then
+    passes it on as SIGTERM (accelerate 1.16) or dies and the kernel sends train.py its parent-death SIGTERM: one
+    event, so the step finishes and is saved. The README's resume line (`--out` alone) then continues the run as it was started,
     to its own --max-steps, bitwise as an uninterrupted run."""
     out = tmp_path / "interrupted"
     launcher = start(launch_command(out, *RUN), tmp_path / "logs")
