@@ -100,6 +100,16 @@ def mbpp_args(args: Args) -> mbpp.Args:
     )
 
 
+def HFLM(**kwargs):
+    """lm-eval's Hugging Face model wrapper (lm-eval is an evaluation extra, imported when used)."""
+    return extras.require("lm_eval.models.huggingface", "eval.harness").HFLM(**kwargs)
+
+
+def simple_evaluate(**kwargs) -> dict:
+    """lm-eval's `simple_evaluate` (imported when used)."""
+    return extras.require("lm_eval", "eval.harness").simple_evaluate(**kwargs)
+
+
 def task_manager_for(tasks: list[str], include_path: tuple[Path, ...]):
     """A TaskManager that knows `tasks`. When the local folders hold all of them, lm-eval's own
     ~15k task files are not indexed (that takes seconds)."""
@@ -134,12 +144,10 @@ def score_metric(metrics: dict[str, float]) -> str | None:
 def evaluate(model, tokenizer, args: Args) -> dict:
     """lm-eval's results dict for `lm_eval_tasks(args.tasks)`; raises HubUnavailable when a task's dataset cannot
     be downloaded."""
-    lm_eval = extras.require("lm_eval", "eval.harness")
-    HFLM = extras.require("lm_eval.models.huggingface", "eval.harness").HFLM
     tasks = lm_eval_tasks(args.tasks)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, max_length=args.max_length)
     try:
-        return lm_eval.simple_evaluate(
+        return simple_evaluate(
             model=lm,
             tasks=tasks,
             num_fewshot=args.num_fewshot,
