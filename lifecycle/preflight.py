@@ -1,5 +1,6 @@
-"""Checks of `--model` that answer before anything is loaded: the path, and `--seq-len` against the model's
-positions, from the model's config alone (no weights, no tokenizer).
+"""Checks of `--model` that answer before anything is loaded: the path (or, for a hub id, that the hub answers), and
+`--seq-len` against the model's positions, from the model's config alone (no weights, no tokenizer); and what the
+model-dependent defaults follow: the model's size from its config, or the settings its routemix run recorded.
 
 Flag ranges are checked earlier, in config.py, without torch; the data is checked when it is read
 (sources.py), before the weights load.
