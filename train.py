@@ -16,12 +16,10 @@ Two CPU processes (gloo), for debugging distributed code on a laptop:
 
 from __future__ import annotations
 
-import tyro
-
-from lifecycle.config import Args, check_datasets, resolve_defaults, run_fingerprint
+from lifecycle.config import Args, check_datasets, check_rotation, parse, resolve_defaults, run_fingerprint, update_rule
 
 if __name__ == "__main__":  # parse and check first: --help and flag errors answer before torch and transformers load
-    ARGS = resolve_defaults(tyro.cli(Args))
+    ARGS = parse()  # a resume: the run's own settings for every flag left out
 
 import json  # noqa: E402
 import math  # noqa: E402
@@ -293,8 +291,7 @@ def initial_weights(args: Args, names: list[str], sizes: dict[str, int], train_s
     if args.init_weights == "embedding" or args.init_weights.startswith("embedding:"):
         from extras import embeddings
 
-        return embeddings.initial_weights(args.init_weights, train_sets, names, distance=args.distance, agg=args.agg,
-                                          rule=update_rule(args))
+        return embeddings.initial_weights(args.init_weights, train_sets, names, args)
     return mixture.initial_weights(args.init_weights, names, sizes)
 
 
@@ -314,6 +311,7 @@ def read_data(args: Args, tokenizer, is_main: bool):
     check_datasets(args, names, warn=is_main)
     weights = sources.mixture_weights(loaded, names, args.init_weights) or initial_weights(args, names, sizes, train_sets)
     weights = broadcast_object_list([weights])[0]  # rank 0's: embeddings on other devices may differ in the last bit
+    check_rotation(args, names, weights)
     ref_loss = mixture.load_ref_loss(args.ref_loss, names) if args.ref_loss else None
     return train_sets, dev_sets, names, sizes, weights, ref_loss, data_report
 
@@ -337,12 +335,6 @@ def build_model(args: Args, accelerator: Accelerator, tokenizer, out: Path, expo
         distributed.enable_gradient_checkpointing(accelerator, model)
     distributed.set_zero3_leaf_modules(accelerator, moe_block_classes(model, args.router_pattern))
     return model, routers, head, balance
-
-
-def update_rule(args: Args) -> mixture.Rule:
-    """How delta moves the weights: `--update paper` (the published rule) or `anchored` (README: the defaults)."""
-    return mixture.Rule(eta=args.eta, c=args.c, scale="std" if args.update == "anchored" else "none",
-                        ema=args.delta_ema or 0.0, pull=args.pull or 0.0, noise=args.delta_noise or 0.0)
 
 
 def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: list[float], dev: DevProbe,
@@ -420,15 +412,22 @@ def main(args: Args) -> None:
     set_seed(args.seed)
     is_main = accelerator.is_main_process
 
-    # --- everything is checked before anything is written: the model's path and positions (its config only), the
+    # --- everything is checked before anything is written: the model (its config only: a missing folder or a hub
+    # that cannot be reached stops here) and the defaults that follow from its size, the run folder's lock, then the
     # tokenizer and data (a missing chat template or a bad record stops the run before a large model spends minutes
-    # loading; every record is rendered once, `check_renders`, on every rank alike), then the run folder
-    preflight.check_model(args.model, args.seq_len, args.trust_remote_code)
-    tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
-    train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
+    # loading; every record is rendered once, `check_renders`, on every rank alike), then whether it resumes
+    model_config = preflight.model_config(args.model, args.trust_remote_code)
+    chosen = preflight.apply_model_defaults(args, model_config)  # by the model's size, or what its routemix run used
+    if chosen and is_main:
+        print(chosen)
+    preflight.check_positions(model_config, args.model, args.seq_len)
     out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
-    args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
-    resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
+    with lock.released_if_refused():  # a run refused here leaves no lock behind
+        tokenizer = load_tokenizer(args.model, chat_template=args.chat_template,
+                                   trust_remote_code=args.trust_remote_code)
+        train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
+        args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
+        resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
     accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
     if is_main:
         checkpoint.remove_interrupted(out)

@@ -123,7 +123,10 @@ def measure(args: Args) -> dict:
         import train
         from benchmarks import routemix_loop
 
+        from lifecycle import preflight
+
         demo = train.resolve_defaults(train.Args())
+        preflight.apply_model_defaults(demo)  # the demo's probe period and batches follow its model
         # --quick keeps a probe in the short window: every window (paper) or half window (demo), one batch each
         attn_implementation = "sdpa_varlen" if args.child == "routemix-static-sdpa-varlen" else None
         mix, probe_every, probe_batches = {

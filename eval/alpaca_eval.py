@@ -26,7 +26,7 @@ from pathlib import Path
 import tyro
 
 from reading import sources
-from eval.generation import chat_prompt, generate, load_checkpoint
+from eval.generation import chat_prompt, generate, load_checkpoint, model_folder
 from eval.hub import HubUnavailable, hub_unavailable, reached_for_hub
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 
@@ -94,6 +94,7 @@ def answer_records(records: list[dict], outputs: list[str], model_id: str) -> li
 
 
 def main(args: Args) -> EvalResult:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     start = time.monotonic()
     records = read_instructions(args.instructions)[: args.limit]  # before the model: fail fast
     model_id = args.model_id or run_name(args.checkpoint)

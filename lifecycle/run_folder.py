@@ -136,8 +136,8 @@ class RunLog:
             return
         folder = self.out / "plots"
         plots.plot_weights(history, self.names, folder / "weights.png")
-        heatmap = plots.plot_routing(record["histograms"], self.names, folder / "routing.png")
-        plots.plot_pairwise(record["pairwise"], self.names, self.distance, folder / "pairwise.png")
+        heatmap = plots.plot_routing(record["histograms"], self.names, folder / "routing.png", record["step"])
+        plots.plot_pairwise(record["pairwise"], self.names, self.distance, folder / "pairwise.png", record["step"])
         for tracker in self.accelerator.trackers:  # each tracker takes images its own way
             if tracker.name == "tensorboard":
                 tracker.log_images({"mixture/routing": heatmap[None]}, record["step"], dataformats="NHWC")

@@ -1,6 +1,8 @@
 """One run per folder: the main process holds `<out>/run.lock` for the run's lifetime.
 
     out, lock = run_lock.claim(accelerator, args.out)   # every rank; stops when another run holds `out`
+    with lock.released_if_refused():                     # checks that may refuse the run
+        ...
     ...
     lock.release()
 
@@ -21,8 +23,10 @@ import fcntl
 import json
 import os
 import socket
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 LOCK = "run.lock"
@@ -66,8 +70,8 @@ def alive_here(holder: dict) -> bool:
 class RunLock:
     """The held lock of one run folder."""
 
-    def __init__(self, out: Path):
-        self.path = out / LOCK
+    def __init__(self, out: Path, created: bool = False):
+        self.path, self.created = out / LOCK, created  # created: the folder did not exist before this run
         key = str(self.path.resolve())
         if key in _held:  # an earlier main() of this very process that ended by an exception: it is over
             os.close(_held.pop(key))
@@ -105,12 +109,29 @@ class RunLock:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)
 
+    @contextmanager
+    def released_if_refused(self):
+        """Release the lock when the block stops the run (a refused resume, bad data, a bad flag value), so that the
+        next run does not read it as a run that crashed; a folder this run created and left empty is removed."""
+        try:
+            yield
+        except BaseException:
+            self.release()
+            folder = self.path.parent
+            if self.created and [p.name for p in folder.iterdir()] == [LOCK]:
+                shutil.rmtree(folder)
+            raise
+
 
 class NotHeld:
     """What the other ranks hold: nothing (the main process holds the lock for the whole run)."""
 
     def release(self) -> None:
         pass
+
+    @contextmanager
+    def released_if_refused(self):
+        yield
 
 
 def new_run_folder(root: Path) -> Path:
@@ -135,9 +156,10 @@ def claim(accelerator, out: Path | None) -> tuple[Path, RunLock | NotHeld]:
     lock, answer = NotHeld(), [None, None]
     if accelerator.is_main_process:
         folder = out if out is not None else new_run_folder(Path("runs"))
+        created = out is None or not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            lock = RunLock(folder)
+            lock = RunLock(folder, created)
             answer = [str(folder), None]
         except RunFolderInUse as error:
             answer = [str(folder), str(error)]

@@ -15,15 +15,17 @@ one small all-reduce (nothing on a single process): all of them stop after the s
 
 What reaches train.py (accelerate 1.x, torch 2.x):
 - `python train.py`: the signal itself.
-- `accelerate launch` with one process (accelerate's `simple_launcher`): the launcher only waits for
-  train.py; it forwards no signal and dies at SIGTERM, which used to leave train.py running, orphaned.
-  train.py therefore asks the kernel (`PR_SET_PDEATHSIG`, Linux) for a SIGTERM when its launcher ends;
-  once the launcher has ended, further SIGTERMs are that same event delivered again, not a second signal.
-  Ctrl-C in a terminal reaches both (one process group).
+- `accelerate launch` with one process (accelerate's `simple_launcher`): Ctrl-C reaches the launcher and train.py
+  alike (one process group). accelerate 1.16's launcher passes SIGINT and SIGTERM on to train.py as SIGTERM and
+  kills it a few seconds later; older versions forward nothing and die, which used to leave train.py running,
+  orphaned. train.py therefore asks the kernel (`PR_SET_PDEATHSIG`, Linux) for a SIGTERM when its launcher ends.
+  What the launcher sends right after the first signal, and whatever arrives once it has ended, is that same event
+  delivered again (`relayed`), not a second signal: a second Ctrl-C a moment later still stops at once.
 - `accelerate launch` with several processes (torch's elastic agent, `torchrun`): SIGTERM, SIGINT,
   SIGHUP and SIGQUIT are forwarded to every rank, and ranks still running after
   `TORCH_ELASTIC_SHUTDOWN_TIMEOUT` seconds (default 30) are killed: set it above a checkpoint save's time.
-Either launcher reports a stopped train.py as a failure (status 1); `python train.py` returns EXIT_STOPPED.
+The launchers report a stopped train.py with their own status (accelerate 1.16: 130 after Ctrl-C, 128 + the signal
+otherwise; README, "Stopping"); `python train.py` returns EXIT_STOPPED.
 In a container the first process's end kills the rest, so there a one-process run is `python train.py`
 or `torchrun --nproc_per_node 1 train.py` under an init that forwards signals (README, "Stopping").
 """
@@ -34,6 +36,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
 EXIT_STOPPED = 75
 """The exit status of a run stopped by a signal after saving (EX_TEMPFAIL: run the same command again later)."""
@@ -41,21 +44,39 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1
 LAUNCHERS = (b"accelerate", b"torchrun", b"torch.distributed.run")
 
-_state = {"armed": False, "signal": None, "launcher": None}
+RELAY_SECONDS = 1.0
+"""How soon after the first signal a launcher's forwarded copy of the same signal arrives; a person's second Ctrl-C
+comes later."""
+
+_state = {"armed": False, "signal": None, "since": 0.0, "launcher": None}
 
 
 def _handler(signum: int, frame) -> None:
-    if _state["signal"] == signum == signal.SIGTERM and _state["launcher"] not in (None, os.getppid()):
-        # the launcher has ended: the kernel may deliver its parent-death SIGTERM more than once (seen: once to the
-        # main thread and once to another), which is the same event, not a second signal (SIGKILL still stops)
+    if _state["signal"] is not None and relayed(signum):
+        # the launcher passing on the signal the user sent to it and to train.py alike (Ctrl-C reaches the whole
+        # process group), or its parent-death SIGTERM, possibly delivered more than once: the same event, not a
+        # second signal (SIGKILL still stops)
         return
     if not _state["armed"] or _state["signal"] is not None:  # nothing to save yet, or the second signal
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    _state["signal"] = signum
+    _state["signal"], _state["since"] = signum, time.monotonic()
     os.write(2, f"\nroutemix: {signal.Signals(signum).name}: stopping after this optimizer step, with a checkpoint "
                 "(a second signal stops at once)\n".encode())
+
+
+def relayed(signum: int) -> bool:
+    """Whether signal `signum`, after the first one, comes from this process's launcher rather than from a person: the
+    launcher has ended (the kernel's parent-death SIGTERM), or it is passing the first signal on: a SIGTERM after a
+    Ctrl-C (accelerate's one-process launcher turns SIGINT into SIGTERM; nobody types a SIGTERM), or the same signal
+    again at once (torchrun forwards SIGINT to every rank, which the terminal has sent them already)."""
+    launcher = _state["launcher"]
+    if launcher is None:
+        return False
+    if os.getppid() != launcher or (_state["signal"], signum) == (signal.SIGINT, signal.SIGTERM):
+        return True
+    return signum == _state["signal"] and time.monotonic() - _state["since"] < RELAY_SECONDS
 
 
 def install() -> None:

@@ -43,10 +43,13 @@ def render(args, sizes: dict[str, int], dev_sizes: dict[str, int], history: list
     text = "\n".join([*front, "---", ""]) + "\n"
     text += f"# {Path(args.out).name}\n\n"
     text += (f"`{base}`" if base else "routemix's embedded tiny MoE (random init, seed "
-             f"{args.seed})") + ", instruction-tuned with [routemix](https://arxiv.org/abs/2406.11256)'s "
-    text += (f"`{args.mix}` data mixture" + (" (the sampling weights follow the routing redundancy of each dataset)"
-             if args.mix == "dynamic" else "") + (f", LoRA rank {args.lora_r} merged into the weights (the adapter "
-             "alone is in `adapter/`)" if lora else "") + ".\n\n")
+             f"{args.seed})") + ", instruction-tuned with routemix (an open-source trainer that mixes many instruction "
+    text += (f"datasets for Mixture-of-Experts models) and its `{args.mix}` data mixture" + (
+             " (the sampling weights follow the routing redundancy of each dataset: the method of [Zhu et al., NAACL "
+             "2025](https://arxiv.org/abs/2406.11256))" if args.mix == "dynamic" else "")
+             + (f", LoRA rank {args.lora_r} merged into the weights (the adapter alone is in `adapter/`)"
+                if lora else "")
+             + ".\n\n")
 
     final_weights = history[-1][1] if history else [None] * len(names)
     text += f"## Data\n\nFrom `{args.data}`:\n\n"

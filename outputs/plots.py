@@ -56,8 +56,9 @@ def plot_weights(history: list[tuple[int, list[float]]], names: list[str], path:
     return _save(figure, path)
 
 
-def plot_routing(histograms, names: list[str], path: str | Path) -> np.ndarray:
-    """One heatmap per MoE layer: datasets x experts, each row the share of that dataset's tokens per expert.
+def plot_routing(histograms, names: list[str], path: str | Path, step: int | None = None) -> np.ndarray:
+    """One heatmap per MoE layer: datasets x experts, each row the share of that dataset's tokens per expert; the
+    title names the probe's `step`.
 
     histograms: `(k, L, E)` counts, datasets in the order of `names`.
     """
@@ -87,14 +88,17 @@ def plot_routing(histograms, names: list[str], path: str | Path) -> np.ndarray:
         axes_of_layer.tick_params(axis="x", labelsize="x-small")
     figure.colorbar(image, ax=axes, shrink=0.8, label="share of (token, slot) pairs")
     figure.supxlabel("expert", fontsize="small")
+    figure.suptitle("routing" + ("" if step is None else f" at step {step}"), fontsize="small")
     return _save(figure, path)
 
 
-def plot_pairwise(matrix, names: list[str], distance: str, path: str | Path) -> np.ndarray:
-    """The `(k, k)` dataset-by-dataset matrix of `routing.pairwise`, values written in the cells."""
+def plot_pairwise(matrix, names: list[str], distance: str, path: str | Path, step: int | None = None) -> np.ndarray:
+    """The `(k, k)` dataset-by-dataset matrix of `routing.pairwise`, values written in the cells; the title names the
+    probe's `step`."""
     matrix = torch.as_tensor(matrix, dtype=torch.float64).cpu().numpy()
     k = matrix.shape[0]
-    title = "cosine similarity of routing" if distance == "cos" else "L2 distance of routing"
+    title = ("cosine similarity of routing" if distance == "cos" else "L2 distance of routing") + (
+        "" if step is None else f" at step {step}")
     figure, axes = plt.subplots(figsize=(1.5 + 0.7 * k, 1.0 + 0.6 * k), dpi=DPI, layout="constrained")
     image = axes.imshow(matrix, cmap="viridis")
     for i in range(k):

