@@ -129,6 +129,10 @@ def markdown(results: dict, tokens: dict[str, int]) -> str:
              "`routing.pairwise` as a probe does. Distances are 1 - cosine similarity (cos) and Euclidean (l2) "
              "between the per-layer-normalised expert histograms. \"within\" splits one domain's held-out "
              "tokens in two halves: the distance that sampling noise alone gives.", "",
+             "Random routers separate domains too: a random linear router sends different tokens to different "
+             "experts, and the domains use different tokens. What pretraining changes shows in how far each "
+             "between-domain distance sits above the within-domain rows of the same model, and in how "
+             "concentrated each layer's routing is (the heatmaps), not in the raw distances alone.", "",
              "Held-out tokens per domain: " + ", ".join(f"{d} {n}" for d, n in tokens.items()) + ".", ""]
     for layers, title in (("last", "last MoE layer (the paper's representation)"), ("all", "all layers concatenated")):
         lines += [f"## {title}", "", "| pair | cos, tiny | cos, tiny-random | l2, tiny | l2, tiny-random |", "|---|---|---|---|---|"]
