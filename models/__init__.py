@@ -1,7 +1,9 @@
 """Loading models: the embedded tiny MoE, any Hugging Face MoE by hub id or path, and the paper's models.
 
-`load_model("tiny")` builds a small random-init Qwen3-MoE from a config and the byte-level BPE
-tokenizer shipped in `models/tiny/` (no network). Anything else goes to
+`load_model("tiny")` loads the small Qwen3-MoE shipped in `models/tiny/`, pretrained on prose, code and
+mathematics by scripts/pretrain_tiny.py, with its byte-level BPE tokenizer (no network). `"tiny-random"` is
+the same config and tokenizer with random weights drawn from `seed`: routers that never learned anything,
+the control for claims about specialised routing. Anything else goes to
 `AutoModelForCausalLM.from_pretrained`, which also knows routemix's ports of the paper's
 LLaMA-MoE and ModuleFormer (MoLM) once this package is imported.
 """
@@ -23,17 +25,20 @@ for _port in ("llama_moe", "moduleformer"):  # registers model_type llama_moe / 
         importlib.import_module(f"models.{_port}")
 
 TINY_DIR = Path(__file__).resolve().parent / "tiny"
+TINY_NAMES = ("tiny", "tiny-random")
+"""Model names that mean the embedded model: pretrained, and the same shape at random init."""
 
 
 def tiny_config(vocab_size: int, pad_token_id: int, eos_token_id: int) -> Qwen3MoeConfig:
-    """The default model: 2 layers, hidden 128, 8 experts top-2 (~2M parameters), fast on a laptop CPU."""
+    """The embedded model's shape: 4 layers, hidden 192, 8 experts top-2, small enough to train on a laptop
+    CPU. scripts/pretrain_tiny.py starts from it; the shipped models/tiny/config.json is what it saved."""
     return Qwen3MoeConfig(
         vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=256,
-        moe_intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        hidden_size=192,
+        intermediate_size=384,
+        moe_intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=6,
         num_key_value_heads=2,
         head_dim=32,
         num_experts=8,
@@ -52,7 +57,7 @@ def load_tokenizer(name: str, *, chat_template: str | None = None, trust_remote_
     records are rendered with: `chat_template` (a built-in name or a Jinja file, see `models.templates`)
     when given, else the tokenizer's own. Loads no weights, so that a model without a chat template
     stops here, in seconds."""
-    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR if name == "tiny" else name, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_DIR if name in TINY_NAMES else name, trust_remote_code=trust_remote_code)
     if chat_template is not None:
         tokenizer.chat_template = templates.resolve(chat_template, tokenizer)
         try:
@@ -81,23 +86,25 @@ def load_model(
     tokenizer=None,
     training: bool = True,
 ):
-    """`(model, tokenizer)` for "tiny", a local folder or a hub id; the tokenizer (`load_tokenizer`, with the
-    model's own chat template) is loaded first, before the weights, unless it is given.
+    """`(model, tokenizer)` for "tiny", "tiny-random" (random weights from `seed`), a local folder or a hub id;
+    the tokenizer (`load_tokenizer`, with the model's own chat template) is loaded first, before the weights,
+    unless it is given.
 
     The attention kernel is `attn_implementation` or the model's default for `device`, set after loading
     by `attention.configure`, which refuses one that would be wrong on packed rows (`training`: it must
     also have a backward on `device`)."""
     if tokenizer is None:
         tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
-    if name == "tiny":
-        config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    if name == "tiny-random":
+        config = AutoConfig.from_pretrained(TINY_DIR)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        path = TINY_DIR if name == "tiny" else name
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            name,
+            path,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
@@ -115,7 +122,7 @@ def load_model(
 def checkpoint_dtype(name: str, trust_remote_code: bool = False) -> torch.dtype:
     """The dtype a checkpoint's weights are stored in (its config's `dtype`; float32 for "tiny" or when the
     config names none). routemix exports the trained model in it."""
-    if name == "tiny":
+    if name in TINY_NAMES:
         return torch.float32
     dtype = getattr(AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code), "dtype", None)
     if isinstance(dtype, str):

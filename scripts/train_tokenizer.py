@@ -1,10 +1,11 @@
-"""Train the tiny model's tokenizer on the bundled demo data and save it to models/tiny/.
+"""Train the tiny model's tokenizer on the pretraining corpus and save it to models/tiny/.
 
-A byte-level BPE with 2,048 entries: every byte is in the base alphabet, so no
-text is ever unknown. The first ids are the special tokens:
+A byte-level BPE with 4,096 entries: every byte is in the base alphabet, so no text is ever unknown.
+The vocabulary is small because the tiny model's embedding and LM head grow with it, and they would
+otherwise hold most of its parameters. The first ids are the special tokens:
 
     0 <|pad|>        padding
-    1 <|endoftext|>  bos
+    1 <|endoftext|>  bos; also ends each document of the pretraining corpus
     2 <|im_start|>   opens a ChatML turn
     3 <|im_end|>     closes a turn; eos (generation stops here)
 
@@ -13,11 +14,14 @@ assistant reply, its <|im_end|> and the newline after it in `{% generation %}` s
 `apply_chat_template(..., return_assistant_tokens_mask=True, return_dict=True)` marks exactly the
 tokens that data.py trains on.
 
-    python scripts/make_demo_data.py     # first, if data/demo/ is missing
+The corpus is the train split of every domain that scripts/build_corpus.py wrote (never the held-out
+split, and never routemix's instruction data):
+
+    python scripts/build_corpus.py       # first: text/<domain>.<split>.jsonl under the cache
     python scripts/train_tokenizer.py    # writes models/tiny/: tokenizer.json, tokenizer_config.json,
                                          # chat_template.jinja
 
-Deterministic: the same data gives byte-identical files.
+Deterministic: the same corpus gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VOCAB_SIZE = 2048
+VOCAB_SIZE = 4096
 """Entries in the vocabulary, special tokens included."""
 MODEL_MAX_LENGTH = 2048
 """Longest sequence the tiny model is meant to see; recorded in tokenizer_config.json."""
@@ -44,33 +48,17 @@ CHATML_TEMPLATE = (REPO_ROOT / "models" / "templates" / "chatml.jinja").read_tex
 <|im_end|> and the newline after it (the tokens data.py trains on)."""
 
 
-SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+CHAT_ROLES = ("system", "user", "assistant")
 
 
-def record_texts(record: dict) -> Iterator[str]:
-    """Every text field of a ShareGPT, OpenAI-messages or Alpaca record, plus each turn's ChatML role name.
-
-    The role names go in so that the chat template's headers ("assistant", "user", "system")
-    become single tokens.
-    """
-    for turn in record.get("conversations", []):
-        yield SHAREGPT_ROLES[turn["from"]]
-        yield turn["value"]
-    for message in record.get("messages", []):
-        yield message["role"]
-        yield message["content"]
-    for key in ("system_prompt", "instruction", "input", "output"):
-        if record.get(key):
-            yield record[key]
-
-
-def corpus_texts(train_dir: Path) -> Iterator[str]:
-    """Text fields of every record under `train_dir/<name>/*.jsonl`, in sorted file order."""
-    for path in sorted(train_dir.glob("*/*.jsonl")):
+def corpus_texts(text_dir: Path) -> Iterator[str]:
+    """The ChatML role names, then the text of every document in `text_dir/<domain>.train.jsonl`, in
+    sorted file order. The role names go in so that the chat template's headers are seen at least once."""
+    yield from CHAT_ROLES
+    for path in sorted(text_dir.glob("*.train.jsonl")):
         with path.open(encoding="utf-8") as lines:
             for line in lines:
-                if line.strip():
-                    yield from record_texts(json.loads(line))
+                yield json.loads(line)["text"]
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int = VOCAB_SIZE) -> Tokenizer:
@@ -105,10 +93,14 @@ def wrap_for_transformers(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "demo", help="dataset folder with train/")
+    parser.add_argument("--corpus", type=Path, default=Path.home() / ".cache" / "routemix" / "corpus",
+                        help="build_corpus.py's --cache: the corpus text is read from its text/ folder")
+    parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="entries, special tokens included")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "tiny", help="tokenizer output folder")
     args = parser.parse_args()
-    tokenizer = train_bpe(corpus_texts(args.data / "train"))
+    if not sorted((args.corpus / "text").glob("*.train.jsonl")):
+        raise SystemExit(f"{args.corpus / 'text'}: no <domain>.train.jsonl; run scripts/build_corpus.py first")
+    tokenizer = train_bpe(corpus_texts(args.corpus / "text"), args.vocab_size)
     for token_id, token in enumerate(SPECIAL_TOKENS):
         assert tokenizer.token_to_id(token) == token_id, f"{token} should have id {token_id}"
     wrapped = wrap_for_transformers(tokenizer)
