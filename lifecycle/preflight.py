@@ -21,13 +21,14 @@ def looks_local(name: str) -> bool:
 
 
 def model_config(name: str, trust_remote_code: bool):
-    """The model's config: `tiny`'s own, a local folder's `config.json`, or the hub's (a download of that file)."""
+    """The model's config: the embedded model's (`tiny`, `tiny-random`: models/tiny/config.json), a local folder's
+    `config.json`, or the hub's (a download of that file)."""
     from transformers import AutoConfig
 
     import models
 
-    if name == "tiny":
-        return models.tiny_config(vocab_size=1, pad_token_id=0, eos_token_id=0)
+    if name in models.TINY_NAMES:
+        return AutoConfig.from_pretrained(models.TINY_DIR)
     path = Path(name)
     if path.exists() and not (path / "config.json").is_file():
         raise ValueError(f"--model {name}: {'the folder has no config.json' if path.is_dir() else 'not a folder'}; "

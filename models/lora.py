@@ -89,7 +89,9 @@ def wrap(model, tokenizer, args, routers: list[tuple[str, nn.Module]], out: Path
                          f"({parameters[0]}, ...) has no dropout; pass --lora-dropout 0, or leave the experts out "
                          "with --lora-target-modules (e.g. q_proj k_proj v_proj o_proj)")
     base = args.model
-    if args.model == "tiny":
+    from models import TINY_NAMES
+
+    if args.model in TINY_NAMES:  # the adapter's base must be a folder a user can load it onto
         base = str((out / "base").resolve())
         if is_main:
             model.save_pretrained(base)
