@@ -53,10 +53,11 @@ class Args:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
-    micro_batch_size: int = 8
-    """Rows per micro-batch; each row packs whole examples into `seq-len` tokens."""
+    micro_batch_size: int | None = None
+    """Rows per micro-batch (default: 4 for a small model, 8 otherwise; see --lr); each row packs whole examples into
+    `seq-len` tokens."""
     seq_len: int | None = None
-    """Tokens per packed row (default: 256 for a small model, 2048 otherwise; see --lr). Longer examples are truncated
+    """Tokens per packed row (default: 512 for a small model, 2048 otherwise; see --lr). Longer examples are truncated
     and counted."""
     grad_accum: int = 1
     """Micro-batches per optimizer step (per process). The step's loss is the mean over all of its assistant tokens."""
@@ -214,11 +215,12 @@ def update_rule(flags):
 
 
 MODEL_DEFAULTS = {
-    "small": {"lr": 1e-3, "seq_len": 256, "probe_every": 25, "probe_batches": 3},
-    "large": {"lr": 2e-5, "seq_len": 2048, "probe_every": 100, "probe_batches": 5},
+    "small": {"lr": 1e-3, "seq_len": 512, "micro_batch_size": 4, "probe_every": 25, "probe_batches": 3},
+    "large": {"lr": 2e-5, "seq_len": 2048, "micro_batch_size": 8, "probe_every": 100, "probe_batches": 5},
 }
-"""The defaults that depend on the model: "small" for a model that trains from scratch on a laptop CPU (the embedded
-tiny MoE), "large" for everything else (the paper's probe period and batches)."""
+"""The defaults that depend on the model: "small" for a model a laptop CPU trains (the embedded tiny MoE), "large" for
+everything else (the paper's probe period and batches). The small rows are long enough for the demo's longest
+conversations under the tiny tokenizer, which was trained on the pretraining corpus and not on them."""
 SMALL_MODEL_PARAMETERS = 50_000_000
 """Models with fewer parameters than this (estimated from their config) get the "small" defaults."""
 
