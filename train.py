@@ -198,7 +198,10 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
         delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()
     names, before = sampler.names, list(sampler.weights.values())
     update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator))
-    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step)
+    # from the furthest place any rank has reached in the run's one data order, so that every rank draws each place
+    # with the same weights (sampler.py)
+    start = int(accelerator.gather(torch.tensor([sampler.position], device=accelerator.device)).max())
+    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step, start=start)
     record = {
         "step": step, "strategy": args.mix, "names": names,
         "weights_before": before, **update, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
@@ -347,8 +350,8 @@ def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: 
     for message in mix.cap_messages(start, step=0) if accelerator.is_main_process else []:
         print(message)
     sampler = MixtureSampler(sizes, dict(zip(names, start["weights_after"])), seed=args.seed,
-                             rank=accelerator.process_index,
-                             max_draws=mixture.max_draws(sizes, args.max_epochs, accelerator.num_processes))
+                             rank=accelerator.process_index, world=accelerator.num_processes,
+                             max_draws=mixture.max_draws(sizes, args.max_epochs))
     return mix, sampler
 
 
@@ -443,7 +446,7 @@ def main(args: Args) -> None:
     # --- resume: the sampler, packing stream and mixture continue where they were (no batches skipped or replayed)
     step, tokens_seen = resume(accelerator, resume_from, sampler, stream, mix, trained) if resume_from else (0, 0)
     log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args), report_to=args.report_to)
-    debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
+    debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step, sampler)
 
     if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training
         write_probe_weights(model, dev, mix, sampler, stream, args, ref_loss, accelerator, log, debug)
@@ -462,6 +465,7 @@ def main(args: Args) -> None:
     while step < args.max_steps and not stop:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
+        debug.draws(step + 1)
         counting = trained.counting(counted_datasets(micro_batches, dev.response_only)) if trained else nullcontext()
         with counting:  # --probe-source train: the routing of this step's own forwards, per dataset
             loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)
