@@ -421,7 +421,7 @@ def main(args: Args) -> None:
     tokenizer = load_tokenizer(args.model, chat_template=args.chat_template, trust_remote_code=args.trust_remote_code)
     train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
     out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
-    args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
+    args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss, accelerator.num_processes)
     resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
     accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
     if is_main:
