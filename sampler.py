@@ -230,6 +230,7 @@ class MixtureSampler:
         if (state["rank"], state["world"]) != (self.rank, self.world):
             raise ValueError(f"sampler state of rank {state['rank']} of {state['world']}, this is rank {self.rank} "
                              f"of {self.world}: reshard the states first")
+        built = {n: (self.seed, self.epoch[n]) for n in self.names}  # the permutations this sampler holds
         self.seed = state["seed"]
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
@@ -237,7 +238,8 @@ class MixtureSampler:
         self.position, self.base = state["position"], state["base"]
         self.next, self.taken = state["next"], dict(state["taken"])
         self.carried = [tuple(draw) for draw in state["carried"]]
-        self._order = {n: _permutation(self.sizes[n], self.seed, n, self.epoch[n]) for n in self.names}
+        self._order = {n: self._order[n] if (state["seed"], self.epoch[n]) == built[n] else
+                       _permutation(self.sizes[n], self.seed, n, self.epoch[n]) for n in self.names}
         self._weights = list(state["weights"])
         self.changes = [(start, list(weights)) for start, weights in state["changes"]]
         self._update_cumulative()
