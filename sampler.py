@@ -173,7 +173,10 @@ class MixtureSampler:
         after this rank's `position`), generating up to it."""
         if j < len(self.carried):
             return self.carried[j]
-        while self.position < self.base + j - len(self.carried):  # the other ranks' draws
+        place = self.base + j - len(self.carried)
+        if place < self.position:
+            raise RuntimeError(f"the draw at place {place} was generated already (this rank is at {self.position})")
+        while self.position < place:  # the other ranks' draws
             self._generate()
         return self._generate()
 
