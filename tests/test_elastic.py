@@ -4,7 +4,8 @@
   the run's one sequence (with a negative control: ranks that all draw the same order fail the check);
 - a run stopped on 2 processes and resumed on 1 and on 3 continues that order (no example skipped or repeated
   within a pass), its weights and mixture.jsonl, its LR schedule and its optimizer; the final model loads;
-- the probe gives the same histograms on 1 and on 3 processes (on 2: tests/test_distributed.py).
+- the probe gives the same histograms on 1 and on 3 processes (on 2: tests/test_distributed.py);
+- in-process: how a checkpoint's per-rank state is resharded, the fingerprint's note, the benchmark runs.
 
 Resume on the same number of processes stays bitwise: tests/test_distributed.py and tests/test_resume.py.
 The expected values are computed by hand in `problems_with_passes` (tests/test_sampler.py): each dataset's
@@ -189,3 +190,12 @@ def test_the_fingerprint_allows_another_number_of_processes_and_says_what_change
     assert config.changes_on_resume(old, {**saved, "processes": 4}, 100, "refused") == []
     with pytest.raises(SystemExit, match="--grad-accum was 1, now 2"):  # accelerate's accumulation counter would slip
         config.changes_on_resume(saved, {**saved, "processes": 4, "grad_accum": 2}, 100, "refused")
+
+
+def test_sampler_cost_benchmark_prints_its_row():
+    """The numbers of so small a run mean nothing; only that the benchmark runs through and prints both rows."""
+    result = subprocess.run([sys.executable, "benchmarks/sampler_cost.py", "--records", "2000", "--ranks", "4", "--draws",
+                             "500", "--repeats", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 4 |") or line.startswith("| 1 |")]
+    assert len(rows) == 2 and all(float(row.split("|")[2].split()[0]) > 0 for row in rows)
