@@ -391,12 +391,12 @@ class Mixture:
         self.signal = None if state["signal"] is None else list(state["signal"])
 
 
-def max_draws(sizes: dict[str, int], max_epochs: float | None, world: int = 1) -> dict[str, int] | None:
-    """The sampler's hard limit per rank: each of `world` ranks draws at most max_epochs * size / world examples
-    of a dataset, so all ranks together never exceed max_epochs passes (None: no limit)."""
+def max_draws(sizes: dict[str, int], max_epochs: float | None) -> dict[str, int] | None:
+    """The sampler's hard limit: the whole run (all ranks share one data order) draws at most max_epochs * size
+    examples of a dataset (None: no limit)."""
     if max_epochs is None:
         return None
-    return {name: math.floor(max_epochs * size / world) for name, size in sizes.items()}
+    return {name: math.floor(max_epochs * size) for name, size in sizes.items()}
 
 
 def _read_named_values(path: str | Path, names: list[str], what: str) -> dict[str, float]:

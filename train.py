@@ -205,7 +205,10 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
         delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()
     names, before = sampler.names, list(sampler.weights.values())
     update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator), delta_se)
-    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step)
+    # from the furthest place any rank has reached in the run's one data order, so that every rank draws each place
+    # with the same weights (sampler.py)
+    start = int(accelerator.gather(torch.tensor([sampler.position], device=accelerator.device)).max())
+    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step, start=start)
     record = {
         "step": step, "strategy": args.mix, "names": names,
         "weights_before": before, **update, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)
@@ -348,8 +351,8 @@ def build_mixture(args: Args, names: list[str], sizes: dict[str, int], weights: 
     for message in mix.cap_messages(start, step=0) if accelerator.is_main_process else []:
         print(message)
     sampler = MixtureSampler(sizes, dict(zip(names, start["weights_after"])), seed=args.seed,
-                             rank=accelerator.process_index,
-                             max_draws=mixture.max_draws(sizes, args.max_epochs, accelerator.num_processes))
+                             rank=accelerator.process_index, world=accelerator.num_processes,
+                             max_draws=mixture.max_draws(sizes, args.max_epochs))
     return mix, sampler
 
 
@@ -426,7 +429,7 @@ def main(args: Args) -> None:
         tokenizer = load_tokenizer(args.model, chat_template=args.chat_template,
                                    trust_remote_code=args.trust_remote_code)
         train_sets, dev_sets, names, sizes, weights, ref_loss, data_report = read_data(args, tokenizer, is_main)
-        args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss)
+        args.out, fingerprint = out, run_fingerprint(args, sizes, weights, ref_loss, accelerator.num_processes)
         resume_from = checkpoint.find(out, args.resume, fingerprint, accelerator)  # refuses a changed run
     accelerator.wait_for_everyone()  # every rank has looked at `out` before the main process changes it
     if is_main:
@@ -451,7 +454,7 @@ def main(args: Args) -> None:
     # --- resume: the sampler, packing stream and mixture continue where they were (no batches skipped or replayed)
     step, tokens_seen = resume(accelerator, resume_from, sampler, stream, mix, trained) if resume_from else (0, 0)
     log = RunLog(out, names, args.distance, accelerator, step=step, config=asdict(args), report_to=args.report_to)
-    debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step)
+    debug = distributed.DebugChecks(accelerator, out, args.debug_checks, step, sampler)
 
     if args.probe_only:  # the paper's static gate-load baseline: weights from one probe, no training
         write_probe_weights(model, dev, mix, sampler, stream, args, ref_loss, accelerator, log, debug)
@@ -470,6 +473,7 @@ def main(args: Args) -> None:
     while step < args.max_steps and not stop:
         step_start = time.perf_counter()
         micro_batches, datasets = zip(*(stream.next_batch() for _ in range(args.grad_accum)))
+        debug.draws(step + 1)
         counting = trained.counting(counted_datasets(micro_batches, dev.response_only)) if trained else nullcontext()
         with counting:  # --probe-source train: the routing of this step's own forwards, per dataset
             loss_sum, global_tokens = forward_backward(model, head, micro_batches, accelerator, balance, args.aux_loss_coef)

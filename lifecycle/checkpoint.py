@@ -26,12 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
+
+import torch
 
 from accelerate import Accelerator
 
 from lifecycle.config import changes_on_resume
 from lifecycle.run_folder import write_atomic
+from sampler import reshard
 
 COMPLETE = "COMPLETE"
 CHECKSUM_MAX_BYTES = 64 << 20
@@ -100,8 +104,8 @@ def find(out: Path, resume: str, fingerprint: dict, accelerator: Accelerator) ->
     """The checkpoint to continue from, per `--resume`: `auto` (the newest complete one in `out` whose files verify,
     if any), `none` (start fresh; refuses a folder that already holds a run) or a checkpoint folder.
 
-    Stops, before anything in `out` is written, when the checkpoint cannot be resumed by this run: written by
-    another number of processes, or with settings that change what is trained (`config.changes_on_resume`).
+    Stops, before anything in `out` is written, when the checkpoint cannot be resumed by this run: with settings that
+    change what is trained (`config.changes_on_resume`).
     """
     if resume == "none":
         if (out / "config.json").exists():
@@ -158,16 +162,21 @@ def write_model_files(folder: Path, model, tokenizer) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def saved_processes(folder: Path) -> int:
+    """The number of processes that wrote a checkpoint (one routemix state file each)."""
+    return len(list(folder.glob("routemix_state_*.json")))
+
+
 def check_resumable(folder: Path, fingerprint: dict, accelerator: Accelerator) -> None:
-    """Refuse a checkpoint written by another number of processes (every rank continues its own sample stream)
-    or with settings that change what is trained, naming each difference; print what the resume changes."""
-    saved_ranks = len(list(folder.glob("routemix_state_*.json")))
-    if saved_ranks != accelerator.num_processes:
-        raise SystemExit(f"cannot resume from {folder}: it was written by {saved_ranks} processes and this run "
-                         f"has {accelerator.num_processes}; every rank continues its own sample stream, so launch "
-                         "with the same number of processes")
-    state = json.loads(state_file(folder, accelerator.process_index).read_text())
-    notes = changes_on_resume(state["fingerprint"], fingerprint, state["step"], f"cannot resume from {folder}")
+    """Refuse a checkpoint with settings that change what is trained, naming each difference; print what the resume
+    changes, the number of processes among them (`reshard_state`: the run's data order continues)."""
+    state = json.loads(state_file(folder, 0).read_text())
+    saved = {**state["fingerprint"], "processes": saved_processes(folder)}  # older checkpoints do not record it
+    if saved["processes"] != accelerator.num_processes and "world" not in state["sampler"]:
+        raise SystemExit(f"cannot resume from {folder} on {accelerator.num_processes} processes: it was written by "
+                         f"{saved['processes']} processes of a routemix whose ranks each drew their own stream; resume "
+                         "it on as many processes")
+    notes = changes_on_resume(saved, fingerprint, state["step"], f"cannot resume from {folder}")
     if accelerator.is_main_process:
         for note in notes:
             print(f"resume: {note}")
@@ -199,11 +208,41 @@ def save(accelerator: Accelerator, out: Path, step: int, state: dict, keep: int,
 def load(accelerator: Accelerator, folder: Path, sampler, stream) -> dict:
     """Restore accelerate's state from `folder` (checked by `find`), and the sampler's and packing stream's own
     (they continue their streams: no batches skipped or replayed); returns this rank's routemix state (step,
-    tokens seen, and what the mixture keeps)."""
-    state = json.loads(state_file(folder, accelerator.process_index).read_text())
-    accelerator.load_state(folder)
+    tokens seen, and what the mixture keeps). A checkpoint of another number of processes is resharded first
+    (`reshard_state`)."""
+    saved = saved_processes(folder)
+    if saved == accelerator.num_processes:
+        state = json.loads(state_file(folder, accelerator.process_index).read_text())
+    else:
+        states = [json.loads(state_file(folder, rank).read_text()) for rank in range(saved)]
+        state = reshard_state(states, accelerator.process_index, accelerator.num_processes, sampler.max_draws)
+    accelerator.load_state(folder)  # a rank the checkpoint has no RNG file for keeps its seeded RNGs
     sampler.load_state_dict(state["sampler"])
     stream.load_state_dict(state["stream"])
     if accelerator.is_main_process:
-        print(f"resumed from {folder} at step {state['step']}")
+        print(f"resumed from {folder} at step {state['step']}"
+              + (f" (written by {saved} processes, resumed on {accelerator.num_processes})" if saved != accelerator.num_processes else ""))
     return state
+
+
+def reshard_state(states: list[dict], rank: int, world: int, max_draws: dict[str, int] | None) -> dict:
+    """Rank `rank`'s routemix state when the run that saved `states` (one per old rank) continues on `world` ranks.
+
+    The sampler continues the run's one data order (`sampler.reshard`); the examples the old ranks had drawn but not
+    yet packed are shared out round-robin as the new ranks' waiting examples; counts that are summed over ranks
+    (tokens drawn per dataset, the period's training-routing counts) go to the new rank 0. What the ranks hold alike
+    (step, tokens seen, the mixture, the last period's routing) is taken from rank 0's state.
+    """
+    samplers = reshard([s["sampler"] for s in states], world, max_draws)
+    waiting = [key for s in states for key in s["stream"]["pending"]]
+    drawn_tokens = Counter()
+    for s in states:
+        drawn_tokens.update(s["stream"].get("drawn_tokens", {}))
+    stream = {"pending": waiting[rank::world], "drawn_tokens": dict(drawn_tokens) if rank == 0 else {}}
+    trained = states[0].get("trained_routing")
+    if trained is not None:
+        counted = [s["trained_routing"]["histograms"] for s in states if s["trained_routing"]["histograms"] is not None]
+        histograms = torch.tensor(counted).sum(0).tolist() if counted and rank == 0 else None
+        tokens = [sum(column) for column in zip(*(s["trained_routing"]["tokens"] for s in states))]
+        trained = {**trained, "histograms": histograms, "tokens": tokens if rank == 0 else [0] * len(tokens)}
+    return {**states[0], "sampler": samplers[rank], "stream": stream, "trained_routing": trained}

@@ -348,16 +348,22 @@ MAY_CHANGE_ON_RESUME = {
     "attn_implementation": "the same attention, another kernel (floats may differ in the last bits)",
     "gradient_checkpointing": "memory for time: the same computation",
 }
+PROCESSES_ON_RESUME = ("the run's data order continues where all ranks together were; which rank and micro-batch each "
+                       "example lands in, the packing and the loss's scaling differ (docs/distributed.md: Elastic resume)")
+"""What a resume on another number of processes (`processes` in the fingerprint, not a flag) changes."""
 
 
-def run_fingerprint(args: Args, sizes: dict[str, int], initial_weights: list[float], ref_loss: list[float] | None) -> dict:
+def run_fingerprint(args: Args, sizes: dict[str, int], initial_weights: list[float], ref_loss: list[float] | None,
+                    processes: int = 1) -> dict:
     """Every setting of the run as a checkpoint records it (JSON values), with what the files named by flags hold
-    (initial weights, reference losses) instead of their paths, and the datasets' names and sizes."""
+    (initial weights, reference losses) instead of their paths, the datasets' names and sizes, and the number of
+    processes."""
     settings = json.loads(json.dumps(asdict(args), default=str))
     names = sorted(sizes)
     settings["init_weights"] = dict(zip(names, initial_weights))
     settings["ref_loss"] = dict(zip(names, ref_loss)) if ref_loss is not None else None
     settings["datasets"] = sizes
+    settings["processes"] = processes
     return settings
 
 
@@ -370,21 +376,26 @@ def changes_on_resume(saved: dict, now: dict, step: int, refusal: str) -> list[s
     """Compare the settings of a checkpoint at `step` with this run's: raise SystemExit (starting with `refusal`)
     naming every change that would train something else, with old and new values; return notes on the allowed
     changes, and on settings that only one of the two routemix versions knows (not compared)."""
-    compared = [key for key in now if key in saved and key not in MAY_CHANGE_ON_RESUME]
+    compared = [key for key in now if key in saved and key not in MAY_CHANGE_ON_RESUME and key != "processes"]
     changed = [f"{setting(key)} was {saved[key]!r}, now {now[key]!r}" for key in compared if saved[key] != now[key]]
     if changed:
         raise SystemExit(f"{refusal}: settings that change what is trained differ: " + "; ".join(changed)
                          + ". Resume with the checkpoint's values, or start a new run with another --out (a resume may "
-                         f"change only {', '.join(flag(key) for key in MAY_CHANGE_ON_RESUME)})")
+                         f"change only {', '.join(flag(key) for key in MAY_CHANGE_ON_RESUME)} and the number of processes)")
     if step > now["max_steps"]:
         raise SystemExit(f"{refusal}: it is at step {step}, past --max-steps {now['max_steps']}; pass --max-steps "
                          f">= {step}, or --resume with an earlier checkpoint")
     notes = []
-    if unknown := sorted(set(now).symmetric_difference(saved) - set(MAY_CHANGE_ON_RESUME)):
+    if unknown := sorted(set(now).symmetric_difference(saved) - set(MAY_CHANGE_ON_RESUME) - {"processes"}):
         notes.append(f"not compared (only one of the checkpoint and this routemix knows them): {', '.join(unknown)}")
     if "max_steps" in saved and saved["max_steps"] != now["max_steps"]:
         notes.append(f"--max-steps was {saved['max_steps']}, now {now['max_steps']} (at step {step}): "
                      + MAY_CHANGE_ON_RESUME["max_steps"])
+    if "processes" in saved and "processes" in now and saved["processes"] != now["processes"]:
+        rows = [s["micro_batch_size"] * s["grad_accum"] * s["processes"] for s in (saved, now)]
+        notes.append(f"processes was {saved['processes']}, now {now['processes']} (at step {step}): {PROCESSES_ON_RESUME}; "
+                     f"the effective batch (micro-batch-size x grad-accum x processes) was {rows[0]} rows per optimizer "
+                     f"step, now {rows[1]}")
     return notes
 
 

@@ -61,14 +61,26 @@ class DebugChecks:
     `<out>/debug/rank_<r>.jsonl`. Every method does nothing when the checks are off.
 
     A resumed run (`step` > 0) drops the lines logged after its checkpoint: it redoes those steps.
+    With a `sampler`, every step also logs the examples this rank drew for it (`draws`).
     """
 
-    def __init__(self, accelerator: Accelerator, out: Path, enabled: bool, step: int = 0):
-        self.accelerator, self.enabled = accelerator, enabled
+    def __init__(self, accelerator: Accelerator, out: Path, enabled: bool, step: int = 0, sampler=None):
+        self.accelerator, self.enabled, self.sampler = accelerator, enabled, sampler
         self.log = out / "debug" / f"rank_{accelerator.process_index}.jsonl"
         if enabled:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             truncate_jsonl(self.log, step)
+            if sampler is not None:
+                sampler.recorded = []
+
+    def draws(self, step: int) -> None:
+        """The examples this rank drew for optimizer step `step`, as `[dataset, index, pass, place in the sequence]`,
+        in the order drawn (some wait in the packing for a later step): all ranks' logs together show each pass's
+        examples once."""
+        if not self.enabled or self.sampler is None:
+            return
+        append_jsonl(self.log, {"step": step, "drawn": self.sampler.recorded})
+        self.sampler.recorded = []
 
     def weights(self, step: int, names: list[str], weights: list[float], rank_histograms: torch.Tensor) -> None:
         """After a weight update: every rank must hold bitwise the same sampling weights."""

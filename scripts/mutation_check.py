@@ -292,6 +292,27 @@ MUTATIONS = [
              'tyro.conf.arg(help=paragraphs(docs.get(f.name, "")))',
              'tyro.conf.arg(help=docs.get(f.name, ""))',
              ("tests/test_first_use.py::test_help_keeps_each_flags_text_in_one_paragraph",)),
+    # --- issue 25: one data order shared out among the ranks, and elastic resume
+    Mutation("every rank takes every draw of the sequence", "sampler.py",
+             "        self.next += self.world\n",
+             "        self.next += 1\n",
+             ("tests/test_sampler.py",)),
+    Mutation("each rank picks datasets with its own random stream", "sampler.py",
+             'self._rng = random.Random(f"routemix/{seed}/0/choice")',
+             'self._rng = random.Random(f"routemix/{seed}/{rank}/choice")',
+             ("tests/test_sampler.py",)),
+    Mutation("a reshard skips the draws a lagging rank had not reached", "sampler.py",
+             "    still = [generator._item(j) for j in gaps] + carried[frontier:]",
+             "    still = carried[frontier:]",
+             ("tests/test_sampler.py",)),
+    Mutation("new weights apply at each rank's own place", "train.py",
+             'at=step, start=start)',
+             'at=step)',
+             ("tests/test_elastic.py::test_all_ranks_together_draw_each_example_once_per_pass",)),
+    Mutation("an elastic resume drops the examples waiting in the packing", "lifecycle/checkpoint.py",
+             '    stream = {"pending": waiting[rank::world],',
+             '    stream = {"pending": [],',
+             ("tests/test_elastic.py::test_reshard_state_shares_out_waiting_examples_and_sums_what_ranks_count",)),
 ]
 
 

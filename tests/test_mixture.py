@@ -292,5 +292,5 @@ def test_mixture_cap_plans_from_what_was_drawn():
     assert update["epochs_drawn"] == pytest.approx([1.5, 0.3, 0.3, 0.3])
     others = update["weights_after"][1:]
     assert others == pytest.approx([others[0]] * 3, rel=1e-12) and update["weights_after"][0] < 0.1
-    assert mixture.max_draws(sizes, 2.0, world=3) == {"alpaca": 66, "code": 666, "math": 666, "chat": 666}
+    assert mixture.max_draws(sizes, 2.0) == {"alpaca": 200, "code": 2000, "math": 2000, "chat": 2000}  # the whole run's
     assert mixture.max_draws(sizes, None) is None

@@ -25,11 +25,12 @@ from sampler import MixtureSampler
 DEMO = REPO / "data" / "demo"
 
 
-def demo_batches(tokenizer, seed: int, rank: int, count: int, rows: int = 4, seq_len: int = 128) -> list[dict]:
-    """The first `count` micro-batches a uniform, static run draws on `rank` (what train.py's stream gives)."""
+def demo_batches(tokenizer, seed: int, rank: int, count: int, rows: int = 4, seq_len: int = 128, world: int = 1) -> list[dict]:
+    """The first `count` micro-batches a uniform, static run of `world` processes draws on `rank` (what train.py's
+    stream gives)."""
     train_sets, _ = sources.load_train_dev(DEMO)
     sizes = {name: len(records) for name, records in train_sets.items()}
-    sampler = MixtureSampler(sizes, dict.fromkeys(sizes, 0.25), seed=seed, rank=rank)
+    sampler = MixtureSampler(sizes, dict.fromkeys(sizes, 0.25), seed=seed, rank=rank, world=world)
     stream = data.PackedStream(sampler.draw, train_sets, tokenizer, seq_len, rows, sampler.upcoming)
     return [stream.next_batch()[0] for _ in range(count)]
 
@@ -116,7 +117,7 @@ def expected_updates(world: int, steps: int = 6, every: int = 3) -> list[list]:
     """Per update, the histograms of eval-mode forwards over every batch all `world` ranks trained on in its period."""
     model, tokenizer = load_model("tiny", seed=5)
     routers = routing.find_routers(model)
-    per_rank = [demo_batches(tokenizer, seed=5, rank=rank, count=steps) for rank in range(world)]
+    per_rank = [demo_batches(tokenizer, seed=5, rank=rank, count=steps, world=world) for rank in range(world)]
     return [eval_counts(model, routers, [b for batches in per_rank for b in batches[start : start + every]], 4).tolist()
             for start in range(0, steps, every)]
 
