@@ -186,6 +186,31 @@ def test_anchored_rule_hand_computed():
     assert weights == pytest.approx(rule.apply([0.25] * 4, second, [0.25] * 4), abs=1e-15)  # memoryless
 
 
+def test_delta_ema_away_from_one_half_hand_computed():
+    """--delta-ema 0.8 keeps 0.8 of the previous e and takes 0.2 of the new delta (at 0.5 a swap of the two would
+    not show). With scale none, pull 1, eta 1, c 0 and uniform w0: w = softmax(e)."""
+    rule = Rule(eta=1.0, c=0.0, scale="none", ema=0.8, pull=1.0)
+    mix = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, rule)
+    usage = Usage([0] * 4, [0] * 4, 0.0)
+    assert mix.update(1, [0.5, 0.0, 0.0, 0.0], usage)["signal"] == [0.5, 0.0, 0.0, 0.0]  # the first probe: e = delta
+    update = mix.update(2, [0.0, 0.0, 0.0, 1.0], usage)
+    assert update["signal"] == pytest.approx([0.4, 0.0, 0.0, 0.2], abs=1e-15)  # 0.8 * 0.5, 0.2 * 1
+    # softmax([0.4, 0, 0, 0.2]) = exp(e) / (e^0.4 + 2 + e^0.2) = exp(e) / 4.7132275
+    assert update["weights_after"] == pytest.approx([0.316518715, 0.2121688396, 0.2121688396, 0.2591436059], abs=1e-9)
+
+
+def test_delta_ema_and_the_rule_flags_reach_the_rule_train_uses():
+    import tyro
+
+    import train
+
+    args = tyro.cli(train.Args, args=["--update", "anchored", "--delta-ema", "0.8", "--pull", "0.4", "--eta", "2.5",
+                                      "--c", "0.1"])
+    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=2.5, c=0.1, scale="std", ema=0.8, pull=0.4)
+    args = tyro.cli(train.Args, args=["--update", "paper", "--eta", "7", "--c", "0.2"])
+    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=7.0, c=0.2, scale="none", ema=0.0, pull=0.0)
+
+
 def test_anchored_rule_is_free_of_the_scale_of_delta():
     rule = Rule(eta=0.5, c=0.05, scale="std", ema=0.3, pull=0.5)
     deltas = [[0.4, 0.1, 0.1, 0.2], [0.3, 0.1, 0.2, 0.2], [0.35, 0.15, 0.1, 0.2]]
@@ -237,6 +262,15 @@ def test_mixture_state_dict_continues_exactly():
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     got += [resumed.update(p, d, usage)["weights_after"] for p, d in enumerate(deltas[3:], start=3)]
     assert got == expected
+    # and what it continues is the arithmetic of the rule, from the saved e and weights: a second, plain
+    # implementation of one update (scale std, ema, pull towards w0, softmax, smoothing)
+    saved = first.state_dict()
+    d = torch.tensor(deltas[3], dtype=torch.float64)
+    z = (d - d.mean()) / d.std(correction=0)
+    e = 0.6 * torch.tensor(saved["signal"], dtype=torch.float64) + 0.4 * z
+    w = torch.tensor(saved["weights"], dtype=torch.float64)
+    log_w = 0.7 * torch.log(w / w.sum()) + 0.3 * math.log(0.25)
+    assert got[3] == pytest.approx((0.95 * torch.softmax(log_w + 0.7 * e, 0) + 0.05 / 4).tolist(), abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------
