@@ -1,6 +1,7 @@
 """Assistant-only labels for every record format, and packed batches equal to one-by-one forwards."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -136,6 +137,36 @@ def test_tokenising_ahead_changes_no_batch_and_no_count(tokenizer):
         assert a_trained == b_trained and all(torch.equal(a[key], b[key]) for key in a)
     assert ahead_stream.truncated == plain_stream.truncated and sum(plain_stream.truncated.values()) > 0
     assert len(ahead_stream._cache) > len(plain_stream._cache)  # it did tokenise ahead
+
+
+def datasets_by_text(batch: dict, tokenizer, names: list[str]) -> torch.Tensor:
+    """Each token's dataset read from the text of its example (records that name their dataset), -1 at padding:
+    an oracle that does not use the stream's dataset tagging. Examples are the blocks of position_ids 0, 1, ..."""
+    expected = torch.full_like(batch["input_ids"], -1)
+    for r in range(batch["input_ids"].shape[0]):
+        real = int(batch["token_mask"][r].sum())
+        starts = [i for i in range(real) if batch["position_ids"][r, i] == 0] + [real]
+        for start, end in zip(starts, starts[1:]):
+            (name,) = set(re.findall(r"dataset (\w+) says", tokenizer.decode(batch["input_ids"][r, start:end])))
+            expected[r, start:end] = names.index(name)
+    return expected
+
+
+def test_every_token_carries_the_dataset_its_text_came_from(tokenizer):
+    """Short examples of three datasets, several to a row: every token's dataset id is the one its text names."""
+    names = ["alpha", "beta", "gamma"]
+    conversations = {name: [[{"role": "user", "content": f"dataset {name} says {i}"},
+                             {"role": "assistant", "content": f"reply {i} from dataset {name} says"}] for i in range(30)]
+                     for name in names}
+    sampler = MixtureSampler(dict.fromkeys(names, 30), dict.fromkeys(names, 1.0), seed=3)
+    stream = data.PackedStream(sampler.draw, conversations, tokenizer, 128, 4, sampler.upcoming)
+    mixed = 0
+    for _ in range(4):
+        batch, _ = stream.next_batch()
+        expected = datasets_by_text(batch, tokenizer, names)
+        assert torch.equal(batch["dataset_ids"], expected)
+        mixed += sum(len(set(row[row >= 0].tolist())) > 1 for row in expected)
+    assert mixed >= 4  # rows that hold examples of several datasets: a row tagged with one dataset would show
 
 
 def test_batches_carry_each_tokens_dataset_and_count_drawn_tokens(tokenizer):
