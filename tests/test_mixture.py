@@ -16,6 +16,7 @@ from mixture import (
     cap_weights,
     initial_weights,
     load_ref_loss,
+    max_draws,
     next_weights,
     refloss_delta,
     update_weights,
@@ -328,3 +329,86 @@ def test_mixture_cap_plans_from_what_was_drawn():
     assert others == pytest.approx([others[0]] * 3, rel=1e-12) and update["weights_after"][0] < 0.1
     assert mixture.max_draws(sizes, 2.0, world=3) == {"alpaca": 66, "code": 666, "math": 666, "chat": 666}
     assert mixture.max_draws(sizes, None) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Edges found by mutation testing (scripts/mutmut_modules.py), each against values written out by hand
+
+
+def test_refloss_delta_is_float64_and_names_mismatched_shapes():
+    delta = refloss_delta([0.1, 2.0], [0.3, 1.0])
+    assert delta.dtype == torch.float64 and delta.tolist() == [0.1 - 0.3, 2.0 - 1.0]  # Python's float64 arithmetic
+    with pytest.raises(ValueError, match=r"^dev loss \(3,\) and reference loss \(2,\) differ$"):
+        refloss_delta([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_cap_weights_normalises_and_with_nothing_ahead_caps_nothing():
+    assert cap_weights([1.0, 3.0], [100, 100], [1.0, 1.0], 10.0) == (pytest.approx([0.25, 0.75]), [False, False])
+    assert cap_weights([1.0, 3.0], [0, 0], [1.0, 1.0], 0.0) == (pytest.approx([0.25, 0.75]), [False, False])
+    # half a token ahead still caps: room 0.1 examples of length 1 is a token share of 0.2 of the 0.5 tokens
+    weights, capped = cap_weights([0.5, 0.5], [0.1, 10], [1.0, 1.0], 0.5)
+    assert weights == pytest.approx([0.2, 0.8]) and capped == [True, False]
+
+
+def test_usage_projects_the_tokens_still_to_come():
+    # 300 + 100 tokens in 4 steps: 100 per step, 6 steps left
+    assert Usage.at(4, 10, [3, 1], [300, 100], 999).tokens_ahead == 600
+    # nothing drawn yet (a resume at step 4 of a run that drew nothing): the batch's capacity per step
+    assert Usage.at(4, 10, [0, 0], [0, 0], 100).tokens_ahead == 600
+    assert Usage.at(0, 10, [0, 0], [0, 0], 100).tokens_ahead == 1000
+    assert Usage.at(10, 10, [5, 5], [200, 200], 100).tokens_ahead == 0  # the last step: nothing ahead
+
+
+def test_a_cap_that_cannot_hold_the_run_says_how_much_it_holds():
+    # 10 examples of 10 tokens each per dataset: 0.5 passes over both hold 100 tokens; the run plans 5000
+    mix = Mixture("static", ["a", "b"], {"a": 10, "b": 10}, [0.5, 0.5], Rule.paper(), max_epochs=0.5,
+                  prior=[(100, 10), (100, 10)])
+    with pytest.raises(ValueError, match=r"^--max-epochs 0.5 cannot hold the run: 0.5 passes over every dataset are "
+                                         r"about 100 tokens, the planned steps draw about 5,000; raise --max-epochs"):
+        mix.start(Usage([0, 0], [0, 0], 5000.0))
+
+
+def test_max_draws_is_per_rank_and_one_rank_by_default():
+    assert max_draws({"a": 10, "b": 7}, 1.5) == {"a": 15, "b": 10}
+    assert max_draws({"a": 10, "b": 7}, 1.5, world=2) == {"a": 7, "b": 5}
+    assert max_draws({"a": 10}, None) is None
+
+
+def test_initial_weights_by_size_and_the_files_named_in_errors(tmp_path):
+    assert initial_weights("size", ["a", "b"], {"a": 1, "b": 3}) == pytest.approx([0.25, 0.75])  # size 1 is fine
+    with pytest.raises(ValueError, match=r"empty or unknown: \['b'\]"):
+        initial_weights("size", ["a", "b"], {"a": 2})
+    with pytest.raises(ValueError, match=r"empty or unknown: \['b'\]"):
+        initial_weights("size", ["a", "b"], {"a": 2, "b": 0})
+    missing = tmp_path / "missing.json"
+    with pytest.raises(ValueError, match=rf"^init weights file {missing} does not exist$"):
+        initial_weights(str(missing), ["a"], {})
+    with pytest.raises(ValueError, match=rf"^reference loss file {missing} does not exist$"):
+        load_ref_loss(missing, ["a"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match=rf"^init weights file {broken} is not valid JSON: "):
+        initial_weights(str(broken), ["a"], {})
+
+
+def test_cap_weights_edges_by_hand():
+    # a negative room is no room: that dataset gets weight 0, the other all of it
+    weights, capped = cap_weights([0.5, 0.5], [-5, 100], [1.0, 1.0], 10.0)
+    assert weights == pytest.approx([0.0, 1.0]) and capped == [True, False]
+    # token shares, not weights, meet the limits: examples of 10 tokens, 1000 tokens ahead, room for 100 each:
+    # each may take a share of 1; at weights 1/2 each takes 1/2, nothing is capped
+    assert cap_weights([0.5, 0.5], [100, 100], [10.0, 10.0], 1000.0) == (pytest.approx([0.5, 0.5]), [False, False])
+    # exactly at its limit (share 1/2, room 5 of 10 tokens ahead) is not over it
+    assert cap_weights([0.5, 0.5], [5, 100], [1.0, 1.0], 10.0) == (pytest.approx([0.5, 0.5]), [False, False])
+    # nothing fits: the weights are the rooms in examples, 1 and 1 (not in tokens, 1 and 3)
+    assert cap_weights([0.5, 0.5], [1, 1], [1.0, 3.0], 100.0) == (pytest.approx([0.5, 0.5]), [True, True])
+
+
+def test_mixture_state_dict_format_and_a_state_without_signal():
+    mix = Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule(eta=2.0, c=0.1, scale="std", ema=0.5, pull=1.0))
+    assert mix.state_dict() == {"weights": [0.5, 0.5], "signal": None,
+                                "rule": {"eta": 2.0, "c": 0.1, "scale": "std", "ema": 0.5, "pull": 1.0}}
+    mix.load_state_dict({"weights": [0.25, 0.75], "signal": None})
+    assert mix.weights == [0.25, 0.75] and mix.signal is None
+    mix.load_state_dict({"weights": [0.25, 0.75], "signal": [1.0, -1.0]})
+    assert mix.signal == [1.0, -1.0]
