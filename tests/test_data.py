@@ -237,7 +237,7 @@ def test_next_batch_places_longest_first_skips_what_does_not_fit_and_keeps_it(le
     # then 4 fills the row
     stream = data.PackedStream(in_order([("d", 2), ("d", 1), ("d", 0)]), {"d": [6, 5, 4]}, PAD, 10, 1)
     batch, _ = stream.next_batch()
-    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3] and batch["token_mask"].all()
     assert stream.pending == [("d", 1)]
 
 

@@ -357,6 +357,9 @@ def test_usage_projects_the_tokens_still_to_come():
     assert Usage.at(4, 10, [0, 0], [0, 0], 100).tokens_ahead == 600
     assert Usage.at(0, 10, [0, 0], [0, 0], 100).tokens_ahead == 1000
     assert Usage.at(10, 10, [5, 5], [200, 200], 100).tokens_ahead == 0  # the last step: nothing ahead
+    assert Usage.at(1, 3, [2], [300], 100).tokens_ahead == 600  # after one step: that step's rate
+    assert Usage.at(1, 3, [1], [1], 100).tokens_ahead == 2  # one token drawn is a rate too
+    assert Usage.at(0, 10, [1], [50], 100).tokens_ahead == 1000  # before any step: the capacity, whatever was drawn
 
 
 def test_a_cap_that_cannot_hold_the_run_says_how_much_it_holds():
