@@ -25,10 +25,11 @@ def test_lr_schedule_written_out():
 def test_build_optimizer_trains_what_requires_grad_at_the_scheduled_lr():
     model = torch.nn.Linear(3, 2)
     model.bias.requires_grad_(False)
-    args = SimpleNamespace(lr=0.1, weight_decay=0.01, warmup_ratio=0.5, max_steps=4)
+    args = SimpleNamespace(lr=0.1, weight_decay=0.05, warmup_ratio=0.5, max_steps=4)  # not AdamW's default decay
     optimizer, scheduler = train.build_optimizer(model, args)
     (group,) = optimizer.param_groups
-    assert group["params"] == [model.weight] and group["weight_decay"] == 0.01 and group["initial_lr"] == 0.1
+    assert group["params"] == [model.weight] and group["weight_decay"] == 0.05 and group["initial_lr"] == 0.1
+    assert group["fused"] is True  # one kernel per step (BENCHMARKS.md)
     used = []
     for _ in range(4):  # warmup ceil(0.5 * 4) = 2 steps, then cosine over 2
         used.append(optimizer.param_groups[0]["lr"])
