@@ -415,3 +415,71 @@ def test_mixture_state_dict_format_and_a_state_without_signal():
     assert mix.weights == [0.25, 0.75] and mix.signal is None
     mix.load_state_dict({"weights": [0.25, 0.75], "signal": [1.0, -1.0]})
     assert mix.signal == [1.0, -1.0]
+
+
+def test_update_weights_checks_its_inputs_and_names_them():
+    with pytest.raises(ValueError, match=r"^weights \(2,\) and delta \(3,\) must be equal 1-D shapes$"):
+        update_weights([0.5, 0.5], [0.1, 0.2, 0.3], eta=1.0, c=0.0)
+    with pytest.raises(ValueError, match=r"^weights \(1, 2\) and delta \(1, 2\) must be equal 1-D shapes$"):
+        update_weights([[0.5, 0.5]], [[0.1, 0.2]], eta=1.0, c=0.0)
+    for weights in ([0.0, 1.0], [1.0, math.inf]):
+        with pytest.raises(ValueError, match=r"^weights must be positive and finite, got \["):
+            update_weights(weights, [0.0, 0.0], eta=1.0, c=0.0)
+    with pytest.raises(ValueError, match=r"^smoothing c must be in \[0, 1\], got 1.5$"):
+        update_weights([0.5, 0.5], [0.0, 0.0], eta=1.0, c=1.5)
+    assert update_weights([0.9, 0.1], [1.0, 0.0], eta=1.0, c=1.0).tolist() == [0.5, 0.5]  # c = 1: uniform
+
+
+def test_rule_messages_and_the_papers_defaults():
+    assert Rule.paper() == Rule(eta=10.0, c=0.05, scale="none", ema=0.0, pull=0.0)
+    assert Rule.paper(eta=3.0, c=0.2) == Rule(eta=3.0, c=0.2)
+    for field in ("c", "ema", "pull"):
+        with pytest.raises(ValueError, match=rf"^{field} must be in \[0, 1\], got 1.5$"):
+            Rule(**{field: 1.5})
+    with pytest.raises(ValueError, match=r"^delta scale must be one of none, std, got 'max'$"):
+        Rule(scale="max")
+    with pytest.raises(ValueError, match=r"^ema 1 would never let delta in; use 0 <= ema < 1$"):
+        Rule(ema=1.0)
+
+
+def test_mixture_refloss_and_its_record_and_errors():
+    usage = Usage([0, 0], [0, 0], 0.0)
+    # refloss takes the rule like dynamic: softmax(log 1/2 + [1, 0]) = [e, 1] / (e + 1)
+    update = Mixture("refloss", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(eta=1.0, c=0.0)).update(1, [1.0, 0.0], usage)
+    assert update["weights_after"] == pytest.approx([math.e / (math.e + 1), 1 / (math.e + 1)], abs=1e-12)
+    assert update["delta_spread"] == 0.5 and update["signal"] == [1.0, 0.0]
+    assert update["capped"] == [] and update["cap_infeasible"] is False
+    with pytest.raises(ValueError, match=r"^strategy 'dynamic' needs a delta$"):
+        Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper()).update(1, None, usage)
+    with pytest.raises(ValueError, match=r"^unknown strategy 'x'; choose one of dynamic, static, refloss, random, "
+                                         r"random-batch, cycle$"):
+        Mixture("x", ["a"], {"a": 1}, [1.0], Rule.paper())
+    with pytest.raises(ValueError, match=r"^unknown strategy 'x'; choose one of dynamic, static, refloss, random, "
+                                         r"random-batch, cycle$"):
+        next_weights("x", [1.0], period=1, seed=0)
+    with pytest.raises(ValueError, match=r"^--max-epochs must be positive, got 0$"):
+        Mixture("static", ["a"], {"a": 1}, [1.0], Rule.paper(), max_epochs=0)
+    # the cap's weights are normalised even where nothing is capped
+    assert Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [1.0, 3.0], Rule.paper()).cap([1.0, 3.0], usage) \
+        ["weights_after"] == [0.25, 0.75]
+
+
+def test_mixture_random_strategies_default_to_seed_zero():
+    usage = Usage([0, 0, 0], [0, 0, 0], 0.0)
+    for strategy in ("random", "random-batch"):
+        mix = Mixture(strategy, ["a", "b", "c"], dict.fromkeys("abc", 1), [1 / 3] * 3, Rule.paper())
+        assert mix.update(4, None, usage)["weights_proposed"] == next_weights(strategy, [1 / 3] * 3, period=4, seed=0)
+    chosen = {max(range(3), key=next_weights("random-batch", [1 / 3] * 3, period=1, seed=s).__getitem__) for s in range(12)}
+    assert len(chosen) > 1  # the seed decides which dataset a period favours
+
+
+def test_mixture_lengths_from_drawn_and_prior_with_fallbacks():
+    def lengths(prior, drawn=(0, 0), drawn_tokens=(0, 0)):
+        mix = Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(), prior=prior)
+        return mix.lengths(Usage(list(drawn), list(drawn_tokens), 0.0))
+
+    assert lengths([(10, 1), (30, 1)]) == [10.0, 30.0]  # one example each is enough to know its length
+    assert lengths([(0, 0), (7, 1)]) == [7.0, 7.0]  # a dataset with nothing known: the mean of what is known
+    assert lengths([(0, 0), (0, 0)]) == [1.0, 1.0]  # nothing known at all
+    assert lengths(None) == [1.0, 1.0]
+    assert lengths([(0, 0), (30, 2)], drawn=(2, 0), drawn_tokens=(10, 0)) == [5.0, 15.0]
