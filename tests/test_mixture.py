@@ -483,3 +483,14 @@ def test_mixture_lengths_from_drawn_and_prior_with_fallbacks():
     assert lengths([(0, 0), (0, 0)]) == [1.0, 1.0]  # nothing known at all
     assert lengths(None) == [1.0, 1.0]
     assert lengths([(0, 0), (30, 2)], drawn=(2, 0), drawn_tokens=(10, 0)) == [5.0, 15.0]
+
+
+def test_next_weights_dynamic_defaults_are_the_papers_and_delta_spread_is_float64():
+    # eta 10, c 0.05 by default: softmax(log 1/2 + 10 * [0.1, 0]) = [e, 1] / (e + 1), then 0.95 w + 0.025
+    weights = next_weights("dynamic", [0.5, 0.5], period=1, seed=0, delta=[0.1, 0.0])
+    assert weights == pytest.approx([0.95 * math.e / (math.e + 1) + 0.025, 0.95 / (math.e + 1) + 0.025], abs=1e-12)
+    mix = Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper())
+    spread = mix.update(1, [0.1, 0.3], Usage([0, 0], [0, 0], 0.0))["delta_spread"]
+    assert spread == pytest.approx(0.1, rel=1e-12)  # half the gap of two values; float32 would be off at 1e-8
+    two_known = Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(), prior=[(0, 0), (30, 2)])
+    assert two_known.lengths(Usage([0, 0], [0, 0], 0.0)) == [15.0, 15.0]  # the fallback is tokens per example
