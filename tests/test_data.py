@@ -1,6 +1,8 @@
 """Assistant-only labels for every record format, and packed batches equal to one-by-one forwards."""
 
 import json
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -138,6 +140,36 @@ def test_tokenising_ahead_changes_no_batch_and_no_count(tokenizer):
     assert len(ahead_stream._cache) > len(plain_stream._cache)  # it did tokenise ahead
 
 
+def datasets_by_text(batch: dict, tokenizer, names: list[str]) -> torch.Tensor:
+    """Each token's dataset read from the text of its example (records that name their dataset), -1 at padding:
+    an oracle that does not use the stream's dataset tagging. Examples are the blocks of position_ids 0, 1, ..."""
+    expected = torch.full_like(batch["input_ids"], -1)
+    for r in range(batch["input_ids"].shape[0]):
+        real = int(batch["token_mask"][r].sum())
+        starts = [i for i in range(real) if batch["position_ids"][r, i] == 0] + [real]
+        for start, end in zip(starts, starts[1:]):
+            (name,) = set(re.findall(r"dataset (\w+) says", tokenizer.decode(batch["input_ids"][r, start:end])))
+            expected[r, start:end] = names.index(name)
+    return expected
+
+
+def test_every_token_carries_the_dataset_its_text_came_from(tokenizer):
+    """Short examples of three datasets, several to a row: every token's dataset id is the one its text names."""
+    names = ["alpha", "beta", "gamma"]
+    conversations = {name: [[{"role": "user", "content": f"dataset {name} says {i}"},
+                             {"role": "assistant", "content": f"reply {i} from dataset {name} says"}] for i in range(30)]
+                     for name in names}
+    sampler = MixtureSampler(dict.fromkeys(names, 30), dict.fromkeys(names, 1.0), seed=3)
+    stream = data.PackedStream(sampler.draw, conversations, tokenizer, 128, 4, sampler.upcoming)
+    mixed = 0
+    for _ in range(4):
+        batch, _ = stream.next_batch()
+        expected = datasets_by_text(batch, tokenizer, names)
+        assert torch.equal(batch["dataset_ids"], expected)
+        mixed += sum(len(set(row[row >= 0].tolist())) > 1 for row in expected)
+    assert mixed >= 4  # rows that hold examples of several datasets: a row tagged with one dataset would show
+
+
 def test_batches_carry_each_tokens_dataset_and_count_drawn_tokens(tokenizer):
     train_set, _ = sources.load_train_dev(REPO / "data" / "demo")
     sizes = {name: len(conversations) for name, conversations in train_set.items()}
@@ -170,3 +202,60 @@ def test_batches_carry_each_tokens_dataset_and_count_drawn_tokens(tokenizer):
     assert restored.drawn_tokens == stream.drawn_tokens and restored.pending == stream.pending
     # the fixed probe batches have no dataset ids: one dataset per batch
     assert "dataset_ids" not in data.collate_packed([[stream.example(*drawn[0])]], 256, tokenizer.pad_token_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# Packing edges found by mutation testing (scripts/mutmut_modules.py), on examples of given lengths
+
+
+@pytest.fixture
+def lengths_as_examples(monkeypatch):
+    """Conversations that are just their token counts: each encodes to that many tokens (cut at seq_len)."""
+
+    def encode_many(tokenizer, conversations, max_len):
+        return [data.Example(list(range(1, n + 1))[:max_len], [7] * min(n, max_len), truncated=n > max_len)
+                for n in conversations]
+
+    monkeypatch.setattr(data, "encode_many", encode_many)
+
+
+def in_order(keys):
+    return iter(keys).__next__
+
+
+PAD = SimpleNamespace(pad_token_id=0)  # all the packing needs of a tokenizer
+
+
+def test_best_fit_takes_the_fullest_row_that_holds_the_example():
+    assert data.best_fit([5, 3, 8], 3) == 1  # an exact fit is a fit
+    assert data.best_fit([8, 5, 6], 4) == 1  # the least room that holds it, not the first row
+    assert data.best_fit([2, 1], 3) is None
+
+
+def test_next_batch_places_longest_first_skips_what_does_not_fit_and_keeps_it(lengths_as_examples):
+    # one row of 10: drawn 4, 5, 6 (15 tokens >= 10); longest first: 6, then 5 does not fit (4 left) and waits,
+    # then 4 fills the row
+    stream = data.PackedStream(in_order([("d", 2), ("d", 1), ("d", 0)]), {"d": [6, 5, 4]}, PAD, 10, 1)
+    batch, _ = stream.next_batch()
+    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3] and batch["token_mask"].all()
+    assert stream.pending == [("d", 1)]
+
+
+def test_next_batch_draws_until_the_batch_is_full_and_no_further(lengths_as_examples):
+    # 2 rows of 8 and examples of 4: exactly 4 examples fill them, a fifth is not drawn
+    keys = [("d", i) for i in range(6)]
+    stream = data.PackedStream(in_order(keys), {"d": [4] * 6}, PAD, 8, 2)
+    batch, trained = stream.next_batch()
+    assert batch["token_mask"].all() and stream.pending == [] and stream.drawn_tokens == {"d": 16}
+    assert trained == {"d": 16}
+
+
+def test_truncated_examples_are_counted_once_each(lengths_as_examples):
+    # four examples longer than seq_len 4, each drawn twice (two passes); `upcoming` names examples already
+    # tokenised, which must not be tokenised (and counted) again
+    order = [("d", 0), ("d", 1), ("d", 2), ("d", 3)] * 2
+    upcoming = lambda name, n: [0, 1, 2]  # noqa: E731 - what a sampler would say is next
+    stream = data.PackedStream(in_order(order), {"d": [9, 9, 9, 9]}, PAD, 4, 1, upcoming)
+    for _ in range(8):
+        stream.next_batch()
+    assert stream.truncated == {"d": 4}

@@ -1,6 +1,7 @@
 """The dynamic mixture end to end: redundant datasets lose weight; probe-only; strategies through train.py."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -46,13 +47,14 @@ def test_datasets_from_the_same_source_get_the_lowest_weights(tmp_path, distance
         assert closeness[a][b] > max(others)
 
 
-def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
-    folder = small_data(tmp_path / "data", names=("a", "b"))
-    out = run_main(tmp_path, "--data", str(folder), "--probe-only", "--out", str(tmp_path / "probe"))
-    assert "with 2 datasets the dynamic update cannot move the weights" in capsys.readouterr().out
+def test_probe_only_writes_weights_in_init_weights_format(tmp_path):
+    """Three datasets and the paper's rule named in full: the written weights are one update from uniform by the
+    deltas of the histograms the probe logged, computed here by a second, plain implementation."""
+    folder = small_data(tmp_path / "data", names=("a", "b", "c"))
+    out = run_main(tmp_path, "--data", str(folder), "--probe-only", "--out", str(tmp_path / "probe"), "--update", "paper",
+                   "--eta", "10", "--c", "0.05", "--distance", "cos", "--agg", "mean", "--layers", "last")
     weights = json.loads((out / "probe_weights.json").read_text())
-    assert weights == pytest.approx({"a": 0.5, "b": 0.5})  # k = 2: equal deltas, smoothing keeps 1/2
-    assert mixture.initial_weights(str(out / "probe_weights.json"), ["a", "b"], {}) == pytest.approx([0.5, 0.5])
+    assert mixture.initial_weights(str(out / "probe_weights.json"), ["a", "b", "c"], {}) == pytest.approx(list(weights.values()))
     update = json.loads((out / "mixture.jsonl").read_text())
     assert update["step"] == 0 and not (out / "final").exists()
     expected_keys = {"step", "strategy", "names", "weights_before", "weights_proposed", "weights_after", "capped",
@@ -61,8 +63,19 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path, capsys):
                      "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
     histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each
-    assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [2, 2, 8]
+    assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [3, 2, 8]
     assert all(sum(layer) == 2 * tokens for h, tokens in zip(histograms, update["probe_tokens"]) for layer in h)
+    # by hand: the last layer's counts as frequencies, delta_i = 1 - the mean cosine with the others,
+    # w = 0.95 softmax(log 1/3 + 10 delta) + 0.05 / 3
+    g = [[x / sum(h[-1]) for x in h[-1]] for h in histograms]
+    cos = [[sum(p * q for p, q in zip(gi, gj)) / math.sqrt(sum(p * p for p in gi) * sum(q * q for q in gj)) for gj in g]
+           for gi in g]
+    delta = [1 - sum(cos[i][j] for j in range(3) if j != i) / 2 for i in range(3)]
+    assert update["delta"] == pytest.approx(delta, abs=1e-9)
+    exps = [math.exp(math.log(1 / 3) + 10 * d) for d in delta]
+    expected = [0.95 * e / sum(exps) + 0.05 / 3 for e in exps]
+    assert list(weights.values()) == pytest.approx(expected, abs=1e-9) and list(weights) == ["a", "b", "c"]
+    assert max(expected) - min(expected) > 1e-3  # the probe moved them: uniform weights would fail
 
 
 def test_cycle_with_one_hot_start_is_sequential_training(tmp_path):

@@ -42,7 +42,7 @@ CORPUS = [
     "Question: What color is the sky on a clear day?\nAnswer: blue",
     "The quick brown fox jumps over the lazy dog. How many legs does a spider have?",
 ]
-needs_landlock = pytest.mark.skipif(landlock_abi() < 1, reason="kernel without Landlock: writes are not confined")
+needs_landlock = pytest.mark.skipif(landlock_abi() < 1, reason="kernel without Landlock: the claim that sandboxed writes stay in their directory is not tested here")
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +156,7 @@ def test_sandbox_kills_an_infinite_loop():
     assert "started" in result.output
 
 
-@pytest.mark.skipif(landlock_abi() < 4 and not namespace_command(), reason="neither network namespaces nor Landlock >= 4")
+@pytest.mark.skipif(landlock_abi() < 4 and not namespace_command(), reason="neither network namespaces nor Landlock >= 4: the claim that sandboxed programs reach no network is not tested here")
 def test_sandbox_blocks_network_to_a_live_listener():
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]

@@ -126,3 +126,31 @@ def test_real_runs_refuse_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match=r"--seq-len 8: no dev example of dataset 'a' keeps an assistant token"):
         run_main(tmp_path, "--data", str(folder), "--out", str(out), "--seq-len", "8")
     assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+
+
+def test_defaults_for_a_model_other_than_tiny_are_the_readmes():
+    """README, "Flags that matter": tiny's defaults, and those of any other model, written out."""
+    import tyro
+
+    for model, expected in (("tiny", {"lr": 1e-3, "seq_len": 256, "probe_every": 25, "probe_batches": 3}),
+                            ("org/some-moe", {"lr": 2e-5, "seq_len": 2048, "probe_every": 100, "probe_batches": 5})):
+        args = config.resolve_defaults(tyro.cli(config.Args, args=["--model", model]))
+        assert {key: getattr(args, key) for key in expected} == expected, model
+        assert (args.micro_batch_size, args.grad_accum, args.warmup_ratio, args.max_steps) == (8, 1, 0.03, 300)
+
+
+@pytest.mark.parametrize("engine", ["fsdp", "zero3"])
+def test_lora_refuses_fsdp_and_zero3(engine):
+    """README: FSDP and ZeRO-3 are not supported with LoRA; the refusal names both and what to use instead."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from models import lora
+
+    accelerator = SimpleNamespace(
+        distributed_type=DistributedType.FSDP if engine == "fsdp" else DistributedType.DEEPSPEED,
+        state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3) if engine == "zero3" else None))
+    with pytest.raises(ValueError, match=r"--lora-r under FSDP or DeepSpeed ZeRO-3 is not supported yet .* use DDP or "
+                                         r"ZeRO-1/2"):
+        lora.wrap(None, None, None, [], None, accelerator)

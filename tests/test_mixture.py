@@ -16,6 +16,7 @@ from mixture import (
     cap_weights,
     initial_weights,
     load_ref_loss,
+    max_draws,
     next_weights,
     refloss_delta,
     update_weights,
@@ -186,6 +187,31 @@ def test_anchored_rule_hand_computed():
     assert weights == pytest.approx(rule.apply([0.25] * 4, second, [0.25] * 4), abs=1e-15)  # memoryless
 
 
+def test_delta_ema_away_from_one_half_hand_computed():
+    """--delta-ema 0.8 keeps 0.8 of the previous e and takes 0.2 of the new delta (at 0.5 a swap of the two would
+    not show). With scale none, pull 1, eta 1, c 0 and uniform w0: w = softmax(e)."""
+    rule = Rule(eta=1.0, c=0.0, scale="none", ema=0.8, pull=1.0)
+    mix = Mixture("dynamic", NAMES, dict.fromkeys(NAMES, 100), [0.25] * 4, rule)
+    usage = Usage([0] * 4, [0] * 4, 0.0)
+    assert mix.update(1, [0.5, 0.0, 0.0, 0.0], usage)["signal"] == [0.5, 0.0, 0.0, 0.0]  # the first probe: e = delta
+    update = mix.update(2, [0.0, 0.0, 0.0, 1.0], usage)
+    assert update["signal"] == pytest.approx([0.4, 0.0, 0.0, 0.2], abs=1e-15)  # 0.8 * 0.5, 0.2 * 1
+    # softmax([0.4, 0, 0, 0.2]) = exp(e) / (e^0.4 + 2 + e^0.2) = exp(e) / 4.7132275
+    assert update["weights_after"] == pytest.approx([0.316518715, 0.2121688396, 0.2121688396, 0.2591436059], abs=1e-9)
+
+
+def test_delta_ema_and_the_rule_flags_reach_the_rule_train_uses():
+    import tyro
+
+    import train
+
+    args = tyro.cli(train.Args, args=["--update", "anchored", "--delta-ema", "0.8", "--pull", "0.4", "--eta", "2.5",
+                                      "--c", "0.1"])
+    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=2.5, c=0.1, scale="std", ema=0.8, pull=0.4)
+    args = tyro.cli(train.Args, args=["--update", "paper", "--eta", "7", "--c", "0.2"])
+    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=7.0, c=0.2, scale="none", ema=0.0, pull=0.0)
+
+
 def test_anchored_rule_is_free_of_the_scale_of_delta():
     rule = Rule(eta=0.5, c=0.05, scale="std", ema=0.3, pull=0.5)
     deltas = [[0.4, 0.1, 0.1, 0.2], [0.3, 0.1, 0.2, 0.2], [0.35, 0.15, 0.1, 0.2]]
@@ -237,6 +263,15 @@ def test_mixture_state_dict_continues_exactly():
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     got += [resumed.update(p, d, usage)["weights_after"] for p, d in enumerate(deltas[3:], start=3)]
     assert got == expected
+    # and what it continues is the arithmetic of the rule, from the saved e and weights: a second, plain
+    # implementation of one update (scale std, ema, pull towards w0, softmax, smoothing)
+    saved = first.state_dict()
+    d = torch.tensor(deltas[3], dtype=torch.float64)
+    z = (d - d.mean()) / d.std(correction=0)
+    e = 0.6 * torch.tensor(saved["signal"], dtype=torch.float64) + 0.4 * z
+    w = torch.tensor(saved["weights"], dtype=torch.float64)
+    log_w = 0.7 * torch.log(w / w.sum()) + 0.3 * math.log(0.25)
+    assert got[3] == pytest.approx((0.95 * torch.softmax(log_w + 0.7 * e, 0) + 0.05 / 4).tolist(), abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,3 +329,168 @@ def test_mixture_cap_plans_from_what_was_drawn():
     assert others == pytest.approx([others[0]] * 3, rel=1e-12) and update["weights_after"][0] < 0.1
     assert mixture.max_draws(sizes, 2.0) == {"alpaca": 200, "code": 2000, "math": 2000, "chat": 2000}  # the whole run's
     assert mixture.max_draws(sizes, None) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Edges found by mutation testing (scripts/mutmut_modules.py), each against values written out by hand
+
+
+def test_refloss_delta_is_float64_and_names_mismatched_shapes():
+    delta = refloss_delta([0.1, 2.0], [0.3, 1.0])
+    assert delta.dtype == torch.float64 and delta.tolist() == [0.1 - 0.3, 2.0 - 1.0]  # Python's float64 arithmetic
+    with pytest.raises(ValueError, match=r"^dev loss \(3,\) and reference loss \(2,\) differ$"):
+        refloss_delta([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_cap_weights_normalises_and_with_nothing_ahead_caps_nothing():
+    assert cap_weights([1.0, 3.0], [100, 100], [1.0, 1.0], 10.0) == (pytest.approx([0.25, 0.75]), [False, False])
+    assert cap_weights([1.0, 3.0], [0, 0], [1.0, 1.0], 0.0) == (pytest.approx([0.25, 0.75]), [False, False])
+    # half a token ahead still caps: room 0.1 examples of length 1 is a token share of 0.2 of the 0.5 tokens
+    weights, capped = cap_weights([0.5, 0.5], [0.1, 10], [1.0, 1.0], 0.5)
+    assert weights == pytest.approx([0.2, 0.8]) and capped == [True, False]
+
+
+def test_usage_projects_the_tokens_still_to_come():
+    # 300 + 100 tokens in 4 steps: 100 per step, 6 steps left
+    assert Usage.at(4, 10, [3, 1], [300, 100], 999).tokens_ahead == 600
+    # nothing drawn yet (a resume at step 4 of a run that drew nothing): the batch's capacity per step
+    assert Usage.at(4, 10, [0, 0], [0, 0], 100).tokens_ahead == 600
+    assert Usage.at(0, 10, [0, 0], [0, 0], 100).tokens_ahead == 1000
+    assert Usage.at(10, 10, [5, 5], [200, 200], 100).tokens_ahead == 0  # the last step: nothing ahead
+    assert Usage.at(1, 3, [2], [300], 100).tokens_ahead == 600  # after one step: that step's rate
+    assert Usage.at(1, 3, [1], [1], 100).tokens_ahead == 2  # one token drawn is a rate too
+    assert Usage.at(0, 10, [1], [50], 100).tokens_ahead == 1000  # before any step: the capacity, whatever was drawn
+
+
+def test_a_cap_that_cannot_hold_the_run_says_how_much_it_holds():
+    # 10 examples of 10 tokens each per dataset: 0.5 passes over both hold 100 tokens; the run plans 5000
+    mix = Mixture("static", ["a", "b"], {"a": 10, "b": 10}, [0.5, 0.5], Rule.paper(), max_epochs=0.5,
+                  prior=[(100, 10), (100, 10)])
+    with pytest.raises(ValueError, match=r"^--max-epochs 0.5 cannot hold the run: 0.5 passes over every dataset are "
+                                         r"about 100 tokens, the planned steps draw about 5,000; raise --max-epochs"):
+        mix.start(Usage([0, 0], [0, 0], 5000.0))
+
+
+def test_max_draws_is_per_rank_and_one_rank_by_default():
+    assert max_draws({"a": 10, "b": 7}, 1.5) == {"a": 15, "b": 10}
+    assert max_draws({"a": 10, "b": 7}, 1.5, world=2) == {"a": 7, "b": 5}
+    assert max_draws({"a": 10}, None) is None
+
+
+def test_initial_weights_by_size_and_the_files_named_in_errors(tmp_path):
+    assert initial_weights("size", ["a", "b"], {"a": 1, "b": 3}) == pytest.approx([0.25, 0.75])  # size 1 is fine
+    with pytest.raises(ValueError, match=r"empty or unknown: \['b'\]"):
+        initial_weights("size", ["a", "b"], {"a": 2})
+    with pytest.raises(ValueError, match=r"empty or unknown: \['b'\]"):
+        initial_weights("size", ["a", "b"], {"a": 2, "b": 0})
+    missing = tmp_path / "missing.json"
+    with pytest.raises(ValueError, match=rf"^init weights file {missing} does not exist$"):
+        initial_weights(str(missing), ["a"], {})
+    with pytest.raises(ValueError, match=rf"^reference loss file {missing} does not exist$"):
+        load_ref_loss(missing, ["a"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match=rf"^init weights file {broken} is not valid JSON: "):
+        initial_weights(str(broken), ["a"], {})
+
+
+def test_cap_weights_edges_by_hand():
+    # a negative room is no room: that dataset gets weight 0, the other all of it
+    weights, capped = cap_weights([0.5, 0.5], [-5, 100], [1.0, 1.0], 10.0)
+    assert weights == pytest.approx([0.0, 1.0]) and capped == [True, False]
+    # token shares, not weights, meet the limits: examples of 10 tokens, 1000 tokens ahead, room for 100 each:
+    # each may take a share of 1; at weights 1/2 each takes 1/2, nothing is capped
+    assert cap_weights([0.5, 0.5], [100, 100], [10.0, 10.0], 1000.0) == (pytest.approx([0.5, 0.5]), [False, False])
+    # exactly at its limit (share 1/2, room 5 of 10 tokens ahead) is not over it
+    assert cap_weights([0.5, 0.5], [5, 100], [1.0, 1.0], 10.0) == (pytest.approx([0.5, 0.5]), [False, False])
+    # nothing fits: the weights are the rooms in examples, 1 and 1 (not in tokens, 1 and 3)
+    assert cap_weights([0.5, 0.5], [1, 1], [1.0, 3.0], 100.0) == (pytest.approx([0.5, 0.5]), [True, True])
+
+
+def test_mixture_state_dict_format_and_a_state_without_signal():
+    mix = Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule(eta=2.0, c=0.1, scale="std", ema=0.5, pull=1.0))
+    assert mix.state_dict() == {"weights": [0.5, 0.5], "signal": None,
+                                "rule": {"eta": 2.0, "c": 0.1, "scale": "std", "ema": 0.5, "pull": 1.0}}
+    mix.load_state_dict({"weights": [0.25, 0.75], "signal": None})
+    assert mix.weights == [0.25, 0.75] and mix.signal is None
+    mix.load_state_dict({"weights": [0.25, 0.75], "signal": [1.0, -1.0]})
+    assert mix.signal == [1.0, -1.0]
+
+
+def test_update_weights_checks_its_inputs_and_names_them():
+    with pytest.raises(ValueError, match=r"^weights \(2,\) and delta \(3,\) must be equal 1-D shapes$"):
+        update_weights([0.5, 0.5], [0.1, 0.2, 0.3], eta=1.0, c=0.0)
+    with pytest.raises(ValueError, match=r"^weights \(1, 2\) and delta \(1, 2\) must be equal 1-D shapes$"):
+        update_weights([[0.5, 0.5]], [[0.1, 0.2]], eta=1.0, c=0.0)
+    for weights in ([0.0, 1.0], [1.0, math.inf]):
+        with pytest.raises(ValueError, match=r"^weights must be positive and finite, got \["):
+            update_weights(weights, [0.0, 0.0], eta=1.0, c=0.0)
+    with pytest.raises(ValueError, match=r"^smoothing c must be in \[0, 1\], got 1.5$"):
+        update_weights([0.5, 0.5], [0.0, 0.0], eta=1.0, c=1.5)
+    assert update_weights([0.9, 0.1], [1.0, 0.0], eta=1.0, c=1.0).tolist() == [0.5, 0.5]  # c = 1: uniform
+
+
+def test_rule_messages_and_the_papers_defaults():
+    assert Rule.paper() == Rule(eta=10.0, c=0.05, scale="none", ema=0.0, pull=0.0)
+    assert Rule.paper(eta=3.0, c=0.2) == Rule(eta=3.0, c=0.2)
+    for field in ("c", "ema", "pull"):
+        with pytest.raises(ValueError, match=rf"^{field} must be in \[0, 1\], got 1.5$"):
+            Rule(**{field: 1.5})
+    with pytest.raises(ValueError, match=r"^delta scale must be one of none, std, got 'max'$"):
+        Rule(scale="max")
+    with pytest.raises(ValueError, match=r"^ema 1 would never let delta in; use 0 <= ema < 1$"):
+        Rule(ema=1.0)
+
+
+def test_mixture_refloss_and_its_record_and_errors():
+    usage = Usage([0, 0], [0, 0], 0.0)
+    # refloss takes the rule like dynamic: softmax(log 1/2 + [1, 0]) = [e, 1] / (e + 1)
+    update = Mixture("refloss", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(eta=1.0, c=0.0)).update(1, [1.0, 0.0], usage)
+    assert update["weights_after"] == pytest.approx([math.e / (math.e + 1), 1 / (math.e + 1)], abs=1e-12)
+    assert update["delta_spread"] == 0.5 and update["signal"] == [1.0, 0.0]
+    assert update["capped"] == [] and update["cap_infeasible"] is False
+    with pytest.raises(ValueError, match=r"^strategy 'dynamic' needs a delta$"):
+        Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper()).update(1, None, usage)
+    with pytest.raises(ValueError, match=r"^unknown strategy 'x'; choose one of dynamic, static, refloss, random, "
+                                         r"random-batch, cycle$"):
+        Mixture("x", ["a"], {"a": 1}, [1.0], Rule.paper())
+    with pytest.raises(ValueError, match=r"^unknown strategy 'x'; choose one of dynamic, static, refloss, random, "
+                                         r"random-batch, cycle$"):
+        next_weights("x", [1.0], period=1, seed=0)
+    with pytest.raises(ValueError, match=r"^--max-epochs must be positive, got 0$"):
+        Mixture("static", ["a"], {"a": 1}, [1.0], Rule.paper(), max_epochs=0)
+    # the cap's weights are normalised even where nothing is capped
+    assert Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [1.0, 3.0], Rule.paper()).cap([1.0, 3.0], usage) \
+        ["weights_after"] == [0.25, 0.75]
+
+
+def test_mixture_random_strategies_default_to_seed_zero():
+    usage = Usage([0, 0, 0], [0, 0, 0], 0.0)
+    for strategy in ("random", "random-batch"):
+        mix = Mixture(strategy, ["a", "b", "c"], dict.fromkeys("abc", 1), [1 / 3] * 3, Rule.paper())
+        assert mix.update(4, None, usage)["weights_proposed"] == next_weights(strategy, [1 / 3] * 3, period=4, seed=0)
+    chosen = {max(range(3), key=next_weights("random-batch", [1 / 3] * 3, period=1, seed=s).__getitem__) for s in range(12)}
+    assert len(chosen) > 1  # the seed decides which dataset a period favours
+
+
+def test_mixture_lengths_from_drawn_and_prior_with_fallbacks():
+    def lengths(prior, drawn=(0, 0), drawn_tokens=(0, 0)):
+        mix = Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(), prior=prior)
+        return mix.lengths(Usage(list(drawn), list(drawn_tokens), 0.0))
+
+    assert lengths([(10, 1), (30, 1)]) == [10.0, 30.0]  # one example each is enough to know its length
+    assert lengths([(0, 0), (7, 1)]) == [7.0, 7.0]  # a dataset with nothing known: the mean of what is known
+    assert lengths([(0, 0), (0, 0)]) == [1.0, 1.0]  # nothing known at all
+    assert lengths(None) == [1.0, 1.0]
+    assert lengths([(0, 0), (30, 2)], drawn=(2, 0), drawn_tokens=(10, 0)) == [5.0, 15.0]
+
+
+def test_next_weights_dynamic_defaults_are_the_papers_and_delta_spread_is_float64():
+    # eta 10, c 0.05 by default: softmax(log 1/2 + 10 * [0.1, 0]) = [e, 1] / (e + 1), then 0.95 w + 0.025
+    weights = next_weights("dynamic", [0.5, 0.5], period=1, seed=0, delta=[0.1, 0.0])
+    assert weights == pytest.approx([0.95 * math.e / (math.e + 1) + 0.025, 0.95 / (math.e + 1) + 0.025], abs=1e-12)
+    mix = Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper())
+    spread = mix.update(1, [0.1, 0.3], Usage([0, 0], [0, 0], 0.0))["delta_spread"]
+    assert spread == pytest.approx(0.1, rel=1e-12)  # half the gap of two values; float32 would be off at 1e-8
+    two_known = Mixture("static", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule.paper(), prior=[(0, 0), (30, 2)])
+    assert two_known.lengths(Usage([0, 0], [0, 0], 0.0)) == [15.0, 15.0]  # the fallback is tokens per example

@@ -114,8 +114,11 @@ def test_max_steps_extends_the_schedule_and_cannot_go_below_the_checkpoint(finis
             "follow the LR schedule of a run of the new length") in capsys.readouterr().out
     logged = metrics(extended)
     assert sorted(logged) == list(range(1, 13)) and {s: logged[s] for s in range(1, 9)} == metrics(out)
-    factor = train.lr_lambda(math.ceil(0.03 * 12), 12)  # the schedule of a 12-step run, from step 9 on
-    assert [logged[s]["lr"] for s in range(9, 13)] == pytest.approx([1e-3 * factor(s) for s in range(9, 13)], rel=1e-12)
+    # the schedule of a 12-step run, written out: 1 warmup step (3% of 12, rounded up), then cosine from the peak
+    # to 0 over the other 11; the LR logged at step s is the one step s + 1 uses, 0.5 (1 + cos(pi (s - 1) / 11))
+    expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * (s - 1) / 11)) for s in range(9, 13)]
+    assert [logged[s]["lr"] for s in range(9, 13)] == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    assert logged[12]["lr"] == pytest.approx(0.0, abs=1e-18)
     assert json.loads((extended / "config.json").read_text())["max_steps"] == 12
     with pytest.raises(SystemExit, match=r"it is at step 12, past --max-steps 6; pass --max-steps >= 12"):
         run_main(tmp_path, "--data", str(folder), "--out", str(extended), *RUN, "--max-steps", "6")

@@ -8,7 +8,7 @@ import pytest
 
 from eval.sandbox import SANDBOX_UID_BASE, Limits, namespace_command, privilege_drop, run_program
 
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop is what a sandbox run by root does")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="not root: the privilege drop a sandbox run by root makes is not tested here")
 
 
 @as_root
@@ -29,7 +29,7 @@ def test_run_by_root_the_program_is_not_root_and_cannot_fork_or_read_root_only_f
     assert (one_allowed.status, one_allowed.output) == ("passed", "forked\n")  # the limit is the one asked for
 
 
-@pytest.mark.skipif("--mount" not in namespace_command(), reason="the write cap is a tmpfs in a mount namespace")
+@pytest.mark.skipif("--mount" not in namespace_command(), reason="no mount namespace: the sandbox's write cap (a tmpfs in one) is not tested here")
 def test_many_files_cannot_add_up_beyond_the_write_cap():
     # 300 files of 1 MiB: each is under RLIMIT_FSIZE (16 MiB), together far over the 64 MiB cap
     program = ("import os\nfor i in range(300):\n    with open(f'part{i}', 'wb') as f:\n        f.write(b'x' * (1 << 20))\n"

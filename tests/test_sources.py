@@ -440,11 +440,14 @@ def test_a_mixture_file_through_train_with_its_initial_weights(tmp_path):
     from test_bad_input import run_main, small_data
 
     root = small_data(tmp_path / "data")
-    entries = [{"source": f"train/{name}", "dev": f"dev/{name}.jsonl", "weight": weight} for name, weight in (("a", 1), ("b", 3), ("c", 4))]
+    # entries out of name order: each weight belongs to its dataset's name, not to a place in the file
+    entries = [{"source": f"train/{name}", "dev": f"dev/{name}.jsonl", "weight": weight} for name, weight in (("c", 4), ("a", 1), ("b", 3))]
     (root / "mix.yaml").write_text(json.dumps(entries))
     out = run_main(tmp_path, "--data", str(root / "mix.yaml"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--mix", "static")
     (update,) = [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
+    assert update["names"] == ["a", "b", "c"]
     assert update["weights_before"] == pytest.approx([1 / 8, 3 / 8, 4 / 8])
+    assert json.loads((out / "final" / "mixture_weights.json").read_text()) == pytest.approx({"a": 1 / 8, "b": 3 / 8, "c": 4 / 8})
     with pytest.raises(sources.DataError, match=r"--init-weights size and the weights in the mixture file"):
         run_main(tmp_path, "--data", str(root / "mix.yaml"), "--out", str(tmp_path / "run2"), "--init-weights", "size")
 

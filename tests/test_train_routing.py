@@ -27,12 +27,33 @@ DEMO = REPO / "data" / "demo"
 
 def demo_batches(tokenizer, seed: int, rank: int, count: int, rows: int = 4, seq_len: int = 128, world: int = 1) -> list[dict]:
     """The first `count` micro-batches a uniform, static run of `world` processes draws on `rank` (what train.py's
-    stream gives)."""
+    stream gives). Each also holds `dataset_of_example`: every token's dataset found by looking its whole example's
+    tokens up among the examples drawn of each dataset (-1 at padding), an oracle that does not use the stream's
+    dataset tagging."""
     train_sets, _ = sources.load_train_dev(DEMO)
     sizes = {name: len(records) for name, records in train_sets.items()}
     sampler = MixtureSampler(sizes, dict.fromkeys(sizes, 0.25), seed=seed, rank=rank, world=world)
-    stream = data.PackedStream(sampler.draw, train_sets, tokenizer, seq_len, rows, sampler.upcoming)
-    return [stream.next_batch()[0] for _ in range(count)]
+    drawn = []
+
+    def draw():
+        drawn.append(sampler.draw())
+        return drawn[-1]
+
+    stream = data.PackedStream(draw, train_sets, tokenizer, seq_len, rows, sampler.upcoming)
+    batches = [stream.next_batch()[0] for _ in range(count)]
+    names, of_tokens = sorted(sizes), {}
+    for name, index in drawn:
+        of_tokens.setdefault(tuple(stream.example(name, index).input_ids), set()).add(sorted(sizes).index(name))
+    for batch in batches:
+        batch["dataset_of_example"] = torch.full_like(batch["input_ids"], -1)
+        for r in range(len(batch["input_ids"])):
+            real = int(batch["token_mask"][r].sum())
+            starts = [i for i in range(real) if batch["position_ids"][r, i] == 0] + [real]
+            for start, end in zip(starts, starts[1:]):
+                (dataset,) = of_tokens[tuple(batch["input_ids"][r, start:end].tolist())]  # one dataset: no ambiguity
+                batch["dataset_of_example"][r, start:end] = dataset
+    assert len(names) == 4
+    return batches
 
 
 @torch.no_grad()
@@ -45,7 +66,7 @@ def eval_counts(model, routers, batches, num_datasets: int, response_only: bool 
             per_dataset = []
             for d in range(num_datasets):
                 model(input_ids=batch["input_ids"], position_ids=batch["position_ids"])
-                mask = batch["dataset_ids"] == d
+                mask = batch["dataset_of_example"] == d
                 if response_only:
                     mask &= batch["labels"] != data.IGNORE_INDEX
                 per_dataset.append(capture.histogram(mask))
@@ -77,7 +98,7 @@ def test_training_forwards_count_what_an_eval_forward_counts(response_only):
     histograms, tokens = train_mode_counts(model, routers, batches, 4, response_only)
     expected = eval_counts(model, routers, batches, 4, response_only)  # the same parameters: no optimizer step
     assert histograms.dtype == torch.int64 and torch.equal(histograms, expected)
-    counted = [sum(int(((b["dataset_ids"] == d) & ((b["labels"] != data.IGNORE_INDEX) | (not response_only))).sum())
+    counted = [sum(int(((b["dataset_of_example"] == d) & ((b["labels"] != data.IGNORE_INDEX) | (not response_only))).sum())
                    for b in batches) for d in range(4)]
     assert tokens == counted and min(counted) > 0
     assert (histograms.sum(-1) == 2 * torch.tensor(counted)[:, None]).all()  # top-2: two slots per token, per layer
