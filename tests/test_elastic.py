@@ -26,8 +26,10 @@ from test_sampler import in_sequence_order, problems_with_passes
 
 DEMO = REPO / "data" / "demo"
 SIZES = {"code": 3, "explain": 4, "math": 5}  # small, so that a few steps cross several passes of each
+# --delta-noise 0: the weights must move at every update for the continuation to show (a few dev examples are within
+# the default's noise band, which would keep them at their initial values)
 FLAGS = ["--micro-batch-size", "2", "--seq-len", "128", "--probe-batches", "2", "--max-steps", "8", "--probe-every", "3",
-         "--save-every", "4", "--log-every", "1", "--seed", "3", "--debug-checks"]
+         "--save-every", "4", "--log-every", "1", "--seed", "3", "--debug-checks", "--delta-noise", "0"]
 
 
 def small_data(root):
@@ -122,7 +124,9 @@ def test_stopped_on_two_processes_resumes_on_another_number(processes, two, data
     original, resumed = read_jsonl(two / "mixture.jsonl"), read_jsonl(out / "mixture.jsonl")
     assert [u["step"] for u in resumed] == [3, 6, 8]
     assert {**resumed[0], "seconds": 0} == {**original[0], "seconds": 0}
-    assert resumed[1]["weights_before"] == resumed[0]["weights_after"] != resumed[1]["weights_after"]
+    # (not that each update moves them: with three datasets and --agg max, the nearest pair's deltas are equal, and
+    # standardised deltas of that shape are the same at every probe, so the anchored rule can land where it was)
+    assert resumed[1]["weights_before"] == resumed[0]["weights_after"]
     assert resumed[2]["weights_before"] == resumed[1]["weights_after"]
     assert [at for at, _ in states[0]["sampler"]["history"]] == [0, 3, 6, 8]
     assert all(s["sampler"]["history"] == states[0]["sampler"]["history"] for s in states)
@@ -180,7 +184,7 @@ def test_reshard_state_shares_out_waiting_examples_and_sums_what_ranks_count():
 def test_the_fingerprint_allows_another_number_of_processes_and_says_what_changes():
     from lifecycle import config
 
-    args = config.resolve_defaults(config.Args())
+    args = config.resolve_defaults(config.Args(micro_batch_size=8))
     saved = config.run_fingerprint(args, {"a": 1, "b": 2}, [0.5, 0.5], None, processes=8)
     notes = config.changes_on_resume(saved, {**saved, "processes": 4}, 100, "refused")
     assert notes == [f"processes was 8, now 4 (at step 100): {config.PROCESSES_ON_RESUME}; the effective batch "
