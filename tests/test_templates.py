@@ -1,7 +1,6 @@
 """Chat templates: the built-ins, `load_tokenizer`, and assistant labels for templates that do and do not
 render conversations prefix-wise."""
 
-import hashlib
 import json
 import shutil
 import time
