@@ -126,7 +126,7 @@ def test_committed_tokenizer_is_the_recorded_one_as_train_tokenizer_writes_it(tm
     the trainer's determinism."""
     committed_bytes = (TINY / "tokenizer.json").read_bytes()
     recorded = json.loads((REPO_ROOT / "docs" / "corpus.json").read_text())["tokenizer_sha256"]
-    assert hashlib.sha256(committed_bytes).hexdigest() == recorded, "models/tiny is stale: rerun scripts/train_tokenizer.py"
+    assert hashlib.sha256(committed_bytes).hexdigest() == recorded, "models/tiny or docs/corpus.json is stale"
 
     committed = json.loads(committed_bytes)
     fresh = json.loads(train_bpe(iter(["a tiny text"]), 300).to_str())
@@ -140,7 +140,7 @@ def test_committed_tokenizer_is_the_recorded_one_as_train_tokenizer_writes_it(tm
 
     wrap_for_transformers(Tokenizer.from_file(str(TINY / "tokenizer.json"))).save_pretrained(tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        assert (tmp_path / name).read_bytes() == (TINY / name).read_bytes(), f"models/tiny/{name}: rerun scripts/train_tokenizer.py"
+        assert (tmp_path / name).read_bytes() == (TINY / name).read_bytes(), f"models/tiny/{name}: rerun train_tokenizer.py"
 
 
 def test_chat_template_renders_chatml(tokenizer):
