@@ -140,7 +140,7 @@ def test_committed_tokenizer_is_the_recorded_one_as_train_tokenizer_writes_it(tm
 
     wrap_for_transformers(Tokenizer.from_file(str(TINY / "tokenizer.json"))).save_pretrained(tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        assert (tmp_path / name).read_bytes() == (TINY / name).read_bytes(), f"models/tiny/{name}: rerun train_tokenizer.py"
+        assert (tmp_path / name).read_bytes() == (TINY / name).read_bytes(), f"models/tiny/{name} is stale"
 
 
 def test_chat_template_renders_chatml(tokenizer):
