@@ -5,6 +5,7 @@ Covered elsewhere: record formats, skipped records and train/dev name mismatch (
 (test_capture.py).
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,12 +66,17 @@ def test_empty_dataset_is_named(tmp_path):
 
 
 def test_model_without_routers_fails_at_start(tmp_path):
+    """A dense Llama with the tiny tokenizer. Only the tokenizer's files are copied: models/tiny is a whole model
+    (config.json, weights), which would replace the Llama's."""
     dense = tmp_path / "dense"
-    config = LlamaConfig(vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    tokenizer_files = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
+    vocab_size = len(json.loads((TINY_DIR / "tokenizer.json").read_text())["model"]["vocab"])
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2)
     LlamaForCausalLM(config).save_pretrained(dense)
-    for file in TINY_DIR.iterdir():
-        shutil.copy(file, dense)
+    for name in tokenizer_files:
+        shutil.copy(TINY_DIR / name, dense)
+    assert json.loads((dense / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     with pytest.raises(ValueError, match=r"LlamaForCausalLM has no recognisable MoE routers.*--router-pattern"):
         run_main(tmp_path, "--model", str(dense), "--data", str(small_data(tmp_path / "data")), "--out", str(tmp_path / "run"))
 

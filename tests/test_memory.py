@@ -111,8 +111,9 @@ class Float32OfShape(TorchDispatchMode):
 def test_bf16_training_never_holds_float32_logits_of_all_targets(monkeypatch):
     """On one process (and DDP) accelerate converts every bf16 output of a prepared model to float32; with that
     conversion dropped, the loss upcasts the logits one chunk at a time, and the result is the same."""
-    monkeypatch.setattr(models, "LOSS_CHUNK_ELEMENTS", 16 * 2048)  # 16 target rows per chunk at the tiny vocabulary
-    batch = packed_batch(2048)
+    vocab_size = json.loads((models.TINY_DIR / "config.json").read_text())["vocab_size"]
+    monkeypatch.setattr(models, "LOSS_CHUNK_ELEMENTS", 16 * vocab_size)  # 16 target rows per chunk
+    batch = packed_batch(vocab_size)
     n_targets = int((batch["labels"][:, 1:] != data.IGNORE_INDEX).sum())
     assert n_targets > 3 * 16  # several chunks
 
@@ -123,7 +124,8 @@ def test_bf16_training_never_holds_float32_logits_of_all_targets(monkeypatch):
         model = accelerator.prepare(model)
         if drop_conversion:
             distributed.drop_fp32_output_conversion(accelerator, model)
-        recorder = Float32OfShape((n_targets, 2048))
+        assert model.config.vocab_size == vocab_size
+        recorder = Float32OfShape((n_targets, vocab_size))
         with recorder:
             with head.on(batch["labels"]) as targets:
                 logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
