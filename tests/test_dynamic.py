@@ -6,7 +6,10 @@ import shutil
 
 import pytest
 
+from transformers import AutoConfig
+
 import mixture
+from models import TINY_DIR
 from test_bad_input import DEMO, run_main, small_data
 
 
@@ -62,9 +65,10 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path):
                      "probe_source", "routing_carried_over", "routing_unseen", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
                      "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
-    histograms = update["histograms"]  # k x L x E counts over every real token, top-2 slots each
-    assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [3, 2, 8]
-    assert all(sum(layer) == 2 * tokens for h, tokens in zip(histograms, update["probe_tokens"]) for layer in h)
+    histograms = update["histograms"]  # k x L x E counts over every real token, top-k slots each
+    config = AutoConfig.from_pretrained(TINY_DIR)
+    assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [3, config.num_hidden_layers, config.num_experts]
+    assert all(sum(layer) == config.num_experts_per_tok * tokens for h, tokens in zip(histograms, update["probe_tokens"]) for layer in h)
     # by hand: the last layer's counts as frequencies, delta_i = 1 - the mean cosine with the others,
     # w = 0.95 softmax(log 1/3 + 10 delta) + 0.05 / 3
     g = [[x / sum(h[-1]) for x in h[-1]] for h in histograms]

@@ -2,18 +2,17 @@
 an exact resume, and a final/ that loads merged and as an adapter with the same logits."""
 
 import json
-import re
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_families import FAMILIES, tiny_model
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 import routing
 from launch import TINY_RUN, run_train
-from models import load_model, lora
+from models import TINY_DIR, load_model, lora
 
 LORA = [*TINY_RUN, "--max-steps", "8", "--probe-every", "3", "--save-every", "4", "--seed", "5",
         "--lora-r", "4", "--report-to", "none"]
@@ -23,8 +22,9 @@ def test_targets_are_attention_and_experts_never_routers():
     model, _ = load_model("tiny", seed=0)
     routers = routing.find_routers(model)
     modules, parameters = lora.target_names(model, ("all",), routers)
-    assert modules == [f"model.layers.{i}.self_attn.{p}_proj" for i in range(2) for p in "qkvo"]  # not lm_head, not gate
-    assert parameters == [f"model.layers.{i}.mlp.experts.{p}" for i in range(2) for p in ("gate_up_proj", "down_proj")]
+    layers = range(model.config.num_hidden_layers)  # every layer of tiny has attention and experts
+    assert modules == [f"model.layers.{i}.self_attn.{p}_proj" for i in layers for p in "qkvo"]  # not lm_head, not gate
+    assert parameters == [f"model.layers.{i}.mlp.experts.{p}" for i in layers for p in ("gate_up_proj", "down_proj")]
     assert lora.target_names(model, ("q_proj", "down_proj"), routers) == (modules[0::4], parameters[1::2])
     with pytest.raises(ValueError, match="matches the router model.layers.0.self_attn.q_proj"):  # say it were one
         lora.target_names(model, ("q_proj",), [("model.layers.0.self_attn.q_proj", None)])
@@ -46,17 +46,26 @@ def test_lora_run_freezes_routers_resumes_exactly_and_exports_merged_and_adapter
     out = tmp_path / "lora"
     result = run_train(out, *LORA)
     assert result.returncode == 0, result.stderr[-3000:]
-    # per layer: q, o (128 -> 128) 2 * (4*128 + 128*4); k, v (128 -> 64) 2 * (4*128 + 64*4);
-    # experts.gate_up_proj (8 experts, 128 -> 512) 4*8*128 + 512*4*8; experts.down_proj (256 -> 128) 4*8*256 + 128*4*8
-    per_layer = 2 * 1024 + 2 * 768 + (4096 + 16384) + (8192 + 4096)
-    assert per_layer * 2 == 72704
-    assert re.search(r"72,704 trainable parameters of 2,270,976 \(3\.20%\)", result.stdout), result.stdout[-2000:]
+    # by hand from the config, r = 4. A LoRA pair on a map in -> out has r * in + out * r parameters; on a fused expert
+    # parameter, r per expert: E * r * in + out * E * r. Per layer: q (H -> heads * d), o (heads * d -> H), k and v
+    # (H -> kv_heads * d); experts.gate_up_proj (H -> 2 M), experts.down_proj (M -> H)
+    config, r = AutoConfig.from_pretrained(TINY_DIR), 4
+    H, V, E, M, d = config.hidden_size, config.vocab_size, config.num_experts, config.moe_intermediate_size, config.head_dim
+    q, kv = config.num_attention_heads * d, config.num_key_value_heads * d
+    per_layer = (r * H + q * r) * 2 + (r * H + kv * r) * 2 + (E * r * H + 2 * M * E * r) + (E * r * M + H * E * r)
+    trainable = per_layer * config.num_hidden_layers
+    # all parameters, the adapters' included: embeddings and the LM head (unless tied), the final norm, and per layer
+    # attention, q/k norms, two RMSNorms, the router and the experts
+    base_layer = H * q * 2 + H * kv * 2 + 2 * d + 2 * H + E * H + E * 2 * M * H + E * H * M
+    total = (1 if config.tie_word_embeddings else 2) * V * H + H + base_layer * config.num_hidden_layers + trainable
+    line = f"{trainable:,} trainable parameters of {total:,} ({100 * trainable / total:.2f}%)"
+    assert line in result.stdout, result.stdout[-2000:]
 
     # the routers are bitwise the base model's; the experts and attention did learn (the merge is in final/)
     base, merged = load_file(out / "base" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
     assert base.keys() == merged.keys()
     gates = [k for k in base if k.endswith("mlp.gate.weight")]
-    assert len(gates) == 2 and all(torch.equal(base[k], merged[k]) for k in gates)
+    assert len(gates) == config.num_hidden_layers and all(torch.equal(base[k], merged[k]) for k in gates)
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert any("experts" in k for k in changed) and any("q_proj" in k for k in changed)
     assert not any(k.endswith(("embed_tokens.weight", "lm_head.weight", "norm.weight")) for k in changed)

@@ -300,13 +300,15 @@ def save_tiny_model(family: str, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def train_runs(tmp_path_factory) -> dict[str, tuple[subprocess.Popen, Path]]:
-    """One short dynamic-mixing `train.py` run per family, started together (they are mostly start-up time)."""
+    """One short dynamic-mixing `train.py` run per family, started together (they are mostly start-up time). --seq-len 80:
+    under the tiny tokenizer the first reasoning dev examples' prompts take 69 tokens before the first assistant one,
+    and a probe batch must hold a trained token of every dataset."""
     runs = {}
     for family in ("llama_moe", "moduleformer"):
         folder = tmp_path_factory.mktemp(family)
         model_dir, out = save_tiny_model(family, folder / "model"), folder / "run"
         command = [sys.executable, "train.py", "--model", str(model_dir), "--out", str(out), "--mix", "dynamic",
-                   "--max-steps", "1", "--probe-every", "1", "--probe-batches", "1", "--seq-len", "64",
+                   "--max-steps", "1", "--probe-every", "1", "--probe-batches", "1", "--seq-len", "80",
                    "--micro-batch-size", "2", "--log-every", "1", "--save-every", "1", "--aux-loss-coef", "0.01"]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

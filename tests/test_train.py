@@ -17,6 +17,12 @@ from models import TargetHead, load_model, token_loss_sum
 from test_bad_input import run_main
 
 
+def moe_layers_of(config) -> list[int]:
+    """The layers of a Qwen3-MoE config that have a sparse MoE block (and so a router), by its own rule."""
+    return [i for i in range(config.num_hidden_layers)
+            if i not in config.mlp_only_layers and config.num_experts > 0 and (i + 1) % config.decoder_sparse_step == 0]
+
+
 def gradients(grad_accum: int, rows_per_micro_batch: int, batch: dict) -> dict[str, torch.Tensor]:
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
@@ -93,7 +99,7 @@ def test_gradient_accumulation_matches_one_big_batch():
 def test_smoke_run_as_users_launch_it(tmp_path):
     """The default job, shortened: what lands in the run folder, and that each piece is what it claims to be."""
     out = tmp_path / "run"
-    result = run_train(out, "--max-steps", "12", "--probe-every", "5", "--log-every", "2", "--save-every", "5", "--probe-batches", "1")
+    result = run_train(out, "--max-steps", "12", "--probe-every", "5", "--log-every", "2", "--save-every", "5")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
@@ -110,19 +116,28 @@ def test_smoke_run_as_users_launch_it(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_10", "step_12"]  # the newest 2 kept
     assert {key: updates[0][key] for key in ("update", "distance", "agg", "eta", "c")} == {
         "update": "anchored", "distance": "cos", "agg": "max", "eta": 0.3, "c": 0.05}
-    assert {key: updates[0]["rule"][key] for key in ("ema", "pull", "scale")} == {"ema": 0.5, "pull": 1.0, "scale": "std"}
-    signal = None
+    assert {key: updates[0]["rule"][key] for key in ("ema", "pull", "scale", "noise")} == {"ema": 0.5, "pull": 1.0, "scale": "std", "noise": 2.0}
+    signal, kept_all = None, []
     for u in updates:
         delta = routing.redundancy(routing.representations(torch.tensor(u["histograms"]), u["layers"]), u["distance"], u["agg"])
         assert u["delta"] == pytest.approx(delta.tolist(), abs=1e-12)
-        ema, pull, eta, c, k = u["rule"]["ema"], u["rule"]["pull"], u["eta"], u["c"], len(delta)
-        z = (delta - delta.mean()) / delta.std(correction=0)  # delta in units of its spread over the datasets
+        ema, pull, noise, eta, c, k = u["rule"]["ema"], u["rule"]["pull"], u["rule"]["noise"], u["eta"], u["c"], len(delta)
+        # the default 3 probe batches per dataset: delta's standard error over them is measured (routing.redundancy_noise,
+        # hand-checked in test_delta_noise.py), and each deviation from the mean keeps (1 - (2 se / deviation)^2)_+ of itself
+        se = torch.tensor(u["delta_se"], dtype=torch.float64)
+        assert se.shape == (k,) and bool((se > 0).all())
+        u_i = delta - delta.mean()
+        kept = (1 - (noise * se / u_i) ** 2).clamp(min=0)
+        kept_all += kept.tolist()
+        assert u["delta_kept"] == pytest.approx(kept.tolist(), abs=1e-12)
+        z = kept * u_i / delta.std(correction=0)  # delta in units of its spread over the datasets
         signal = z if signal is None else ema * signal + (1 - ema) * z
         before = torch.tensor(u["weights_before"], dtype=torch.float64)
         log_w = (1 - pull) * torch.log(before / before.sum()) + pull * math.log(1 / k)  # pulled towards uniform
         expected = (1 - c) * torch.softmax(log_w + eta * signal, dim=0) + c / k
         assert u["weights_after"] == pytest.approx(expected.tolist(), abs=1e-12)
         assert max(abs(a - 1 / k) for a in u["weights_after"]) > 1e-3  # and it moved them
+    assert any(0 < x < 1 for x in kept_all)  # the garrote cut some deviation (not all kept whole, not all dropped)
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["pairwise.png", "routing.png", "weights.png"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -143,10 +158,10 @@ def test_smoke_run_as_users_launch_it(tmp_path):
 
     # routers frozen (the default): bitwise the initial ones, while the experts trained
     initial, _ = load_model("tiny", seed=0)
-    initial = initial.state_dict()
+    initial, moe_layers = initial.state_dict(), len(moe_layers_of(initial.config))
     final = load_file(out / "final" / "model.safetensors")
     routers = [name for name in final if name.endswith("mlp.gate.weight")]
-    assert len(routers) == 2 and all(torch.equal(final[name], initial[name]) for name in routers)
+    assert len(routers) == moe_layers and all(torch.equal(final[name], initial[name]) for name in routers)
     assert not torch.equal(final["lm_head.weight"], initial["lm_head.weight"])
 
     model = AutoModelForCausalLM.from_pretrained(out / "final")
@@ -163,7 +178,7 @@ def test_no_freeze_router_trains_the_routers(tmp_path):
 
     out = run_main(tmp_path, "--max-steps", "2", "--probe-every", "2", "--no-freeze-router", "--out", str(tmp_path / "run"))
     initial, _ = load_model("tiny", seed=0)
-    initial = initial.state_dict()
+    initial, moe_layers = initial.state_dict(), len(moe_layers_of(initial.config))
     final = load_file(out / "final" / "model.safetensors")
     routers = [name for name in final if name.endswith("mlp.gate.weight")]
-    assert len(routers) == 2 and not any(torch.equal(final[name], initial[name]) for name in routers)
+    assert len(routers) == moe_layers and not any(torch.equal(final[name], initial[name]) for name in routers)
