@@ -425,6 +425,8 @@ def main(args: Args) -> None:
         print(chosen)
     preflight.check_positions(model_config, args.model, args.seq_len)
     out, lock = run_lock.claim(accelerator, args.out)  # one run per folder: held until the run ends
+    # how a stopped run continues: in a default folder, only with its --out (alone, the command starts a new run)
+    again = "the same command" if args.out is not None else f"the same command with --out {out}"
     with lock.released_if_refused():  # a run refused here leaves no lock behind
         tokenizer = load_tokenizer(args.model, chat_template=args.chat_template,
                                    trust_remote_code=args.trust_remote_code)
@@ -528,7 +530,7 @@ def main(args: Args) -> None:
     accelerator.end_training()  # also destroys the process group
     lock.release()
     if stop:
-        stopping.exit_stopped(step, args.max_steps, out / "checkpoints" / f"step_{step}", is_main)
+        stopping.exit_stopped(step, args.max_steps, out / "checkpoints" / f"step_{step}", is_main, again)
 
 
 if __name__ == "__main__":

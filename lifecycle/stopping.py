@@ -114,13 +114,14 @@ def agreed(accelerator) -> bool:
     return True
 
 
-def message(step: int, max_steps: int, checkpoint) -> str:
-    """The one line a stopped run ends with."""
+def message(step: int, max_steps: int, checkpoint, again: str = "the same command") -> str:
+    """The one line a stopped run ends with; `again` is what continues it (a run in a default folder needs its
+    `--out`: the same command alone would start a new run in a new folder)."""
     return (f"routemix: stopped by {_state.get('agreed', 'a signal')} after step {step} of {max_steps}; "
-            f"{checkpoint} is complete: run the same command to continue (exit status {EXIT_STOPPED})")
+            f"{checkpoint} is complete: run {again} to continue (exit status {EXIT_STOPPED})")
 
 
-def exit_stopped(step: int, max_steps: int, checkpoint, is_main: bool) -> None:
+def exit_stopped(step: int, max_steps: int, checkpoint, is_main: bool, again: str = "the same command") -> None:
     if is_main:
-        print(message(step, max_steps, checkpoint), file=sys.stderr, flush=True)
+        print(message(step, max_steps, checkpoint, again), file=sys.stderr, flush=True)
     raise SystemExit(EXIT_STOPPED)

@@ -263,3 +263,30 @@ def test_what_a_launcher_sends_on_after_ctrl_c_is_the_same_event_and_a_second_ct
     assert launched.stderr.count("stopping after this optimizer step") == 1
     alone = run("alone")  # python train.py: the SIGTERM is someone's second signal
     assert alone.returncode == -signal.SIGTERM and alone.stdout == ""
+
+
+def test_a_run_in_a_default_folder_names_the_out_that_continues_it(tmp_path):
+    """Without --out the run gets a new folder, runs/<timestamp>, so the same command alone would start a new run:
+    the stop line names the --out that continues it, and that command does."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    command = [sys.executable, str(REPO / "train.py"), *RUN]
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=stdout, stderr=stderr, start_new_session=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("runs/*/metrics.jsonl")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    [out] = [path.parent for path in tmp_path.glob("runs/*/metrics.jsonl")]
+    wait_for_steps(out, 5, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == stopping.EXIT_STOPPED
+    stderr = (logs / "stderr").read_text()
+    found = re.search(r"is complete: run the same command with --out (\S+) to continue", stderr)
+    assert found, stderr[-3000:]
+    assert (tmp_path / found[1]).resolve() == out.resolve()
+    again = subprocess.run([*command, "--out", found[1]], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, 25))
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == [out.name]  # no second run folder
