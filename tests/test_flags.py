@@ -55,9 +55,9 @@ def test_out_of_range_flags_are_refused_naming_flag_and_value(flags, message):
 
 def test_defaults_and_edge_values_pass_and_resolve_once():
     args = config.resolve_defaults(config.Args())
-    assert (args.seq_len, args.probe_every, args.probe_batches, args.lr) == (None,) * 4  # they follow the model
+    assert (args.micro_batch_size, args.seq_len, args.probe_every, args.probe_batches, args.lr) == (None,) * 5  # the model's
     assert preflight.apply_model_defaults(args).startswith("defaults for --model tiny (a small model")
-    assert (args.seq_len, args.probe_every, args.probe_batches, args.lr) == (256, 25, 3, 1e-3)
+    assert (args.micro_batch_size, args.seq_len, args.probe_every, args.probe_batches, args.lr) == (4, 512, 25, 3, 1e-3)
     assert args.out is None  # the run folder is created, uniquely, when the run claims it (run_lock.claim)
     edge = config.Args(seq_len=2, max_steps=1, c=0.0, warmup_ratio=1.0, max_grad_norm=float("inf"), seed=2**32 - 1)
     assert config.resolve_defaults(config.resolve_defaults(edge)) == edge
@@ -132,11 +132,16 @@ def test_defaults_for_a_model_other_than_tiny_are_the_readmes():
     """README, "Flags that matter": tiny's defaults, and those of any other model, written out."""
     import tyro
 
-    for model, expected in (("tiny", {"lr": 1e-3, "seq_len": 256, "probe_every": 25, "probe_batches": 3}),
-                            ("org/some-moe", {"lr": 2e-5, "seq_len": 2048, "probe_every": 100, "probe_batches": 5})):
-        args = config.resolve_defaults(tyro.cli(config.Args, args=["--model", model]))
-        assert {key: getattr(args, key) for key in expected} == expected, model
-        assert (args.micro_batch_size, args.grad_accum, args.warmup_ratio, args.max_steps) == (8, 1, 0.03, 300)
+    small = {"lr": 1e-3, "micro_batch_size": 4, "seq_len": 512, "probe_every": 25, "probe_batches": 3}
+    large = {"lr": 2e-5, "micro_batch_size": 8, "seq_len": 2048, "probe_every": 100, "probe_batches": 5}
+    args = config.resolve_defaults(tyro.cli(config.Args, args=["--model", "tiny"]))
+    preflight.apply_model_defaults(args)  # the embedded model's config: a small model
+    assert {key: getattr(args, key) for key in small} == small
+    # a hub MoE of a few billion parameters (its size from its config, which this test does not download)
+    args = config.resolve_defaults(tyro.cli(config.Args, args=["--model", "org/some-moe"]))
+    config.model_defaults(args, 7_000_000_000, None)
+    assert {key: getattr(args, key) for key in large} == large
+    assert (args.grad_accum, args.warmup_ratio, args.max_steps) == (1, 0.03, 300)
 
 
 @pytest.mark.parametrize("engine", ["fsdp", "zero3"])

@@ -207,7 +207,8 @@ def test_delta_ema_and_the_rule_flags_reach_the_rule_train_uses():
 
     args = tyro.cli(train.Args, args=["--update", "anchored", "--delta-ema", "0.8", "--pull", "0.4", "--eta", "2.5",
                                       "--c", "0.1"])
-    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=2.5, c=0.1, scale="std", ema=0.8, pull=0.4)
+    assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=2.5, c=0.1, scale="std", ema=0.8, pull=0.4,
+                                                                   noise=2.0)
     args = tyro.cli(train.Args, args=["--update", "paper", "--eta", "7", "--c", "0.2"])
     assert train.update_rule(train.resolve_defaults(args)) == Rule(eta=7.0, c=0.2, scale="none", ema=0.0, pull=0.0)
 
@@ -371,9 +372,9 @@ def test_a_cap_that_cannot_hold_the_run_says_how_much_it_holds():
         mix.start(Usage([0, 0], [0, 0], 5000.0))
 
 
-def test_max_draws_is_per_rank_and_one_rank_by_default():
+def test_max_draws_counts_whole_passes_of_the_whole_run():
+    # every rank draws from one data order, so the cap is the run's: 1.5 passes over 10 and 7 examples, rounded down
     assert max_draws({"a": 10, "b": 7}, 1.5) == {"a": 15, "b": 10}
-    assert max_draws({"a": 10, "b": 7}, 1.5, world=2) == {"a": 7, "b": 5}
     assert max_draws({"a": 10}, None) is None
 
 
@@ -410,7 +411,7 @@ def test_cap_weights_edges_by_hand():
 def test_mixture_state_dict_format_and_a_state_without_signal():
     mix = Mixture("dynamic", ["a", "b"], {"a": 1, "b": 1}, [0.5, 0.5], Rule(eta=2.0, c=0.1, scale="std", ema=0.5, pull=1.0))
     assert mix.state_dict() == {"weights": [0.5, 0.5], "signal": None,
-                                "rule": {"eta": 2.0, "c": 0.1, "scale": "std", "ema": 0.5, "pull": 1.0}}
+                                "rule": {"eta": 2.0, "c": 0.1, "scale": "std", "ema": 0.5, "pull": 1.0, "noise": 0.0}}
     mix.load_state_dict({"weights": [0.25, 0.75], "signal": None})
     assert mix.weights == [0.25, 0.75] and mix.signal is None
     mix.load_state_dict({"weights": [0.25, 0.75], "signal": [1.0, -1.0]})

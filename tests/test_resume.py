@@ -215,8 +215,9 @@ def test_ctrl_c_under_the_launcher_saves_the_step_and_the_readme_resume_line_fin
     launcher = start(launch_command(out, *RUN), tmp_path / "logs")
     wait_for_steps(out, 6, launcher)
     os.killpg(launcher.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground process group
-    # the launcher's own status: 130 (accelerate 1.16, README "Stopping"), or death by the signal (older versions)
-    assert launcher.wait(timeout=120) in (128 + signal.SIGINT, -signal.SIGINT)
+    # the launcher's own status is accelerate's (130 from 1.16, README "Stopping"; death by the signal before; 1 was
+    # seen once on a loaded machine): only that it does not report success. train.py's part is asserted below.
+    assert launcher.wait(timeout=120) != 0
     stderr = (tmp_path / "logs" / "stderr").read_text()
     assert "routemix: SIGINT: stopping after this optimizer step, with a checkpoint" in stderr
     step = assert_stopped_with_a_checkpoint(out, stderr, by="SIGINT")
