@@ -313,6 +313,35 @@ MUTATIONS = [
              '    stream = {"pending": waiting[rank::world],',
              '    stream = {"pending": [],',
              ("tests/test_elastic.py::test_reshard_state_shares_out_waiting_examples_and_sums_what_ranks_count",)),
+    # --- issue 24: where train.py wires tested pieces together (each once passed the suite)
+    Mutation("the loop's balance loss counts padding", "train.py",
+             'balance.on(cpu_batch["token_mask"])',
+             'balance.on(torch.ones_like(cpu_batch["token_mask"]))',
+             ("tests/test_wiring.py::test_balance_loss_as_the_loop_calls_it_counts_real_tokens_only",)),
+    Mutation("gradients clipped at twice --max-grad-norm", "train.py",
+             "accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)",
+             "accelerator.clip_grad_norm_(model.parameters(), 2 * args.max_grad_norm)",
+             ("tests/test_wiring.py::test_every_step_applies_a_gradient_clipped_to_exactly_max_grad_norm",)),
+    Mutation("warmup starts at LR 0 and lasts a step longer", "train.py",
+             "return (step + 1) / warmup_steps",
+             "return step / (warmup_steps + 1)",
+             ("tests/test_wiring.py::test_the_first_step_uses_the_warmup_lr_and_warmup_lasts_its_steps",)),
+    Mutation("mixture-file weights taken in file order", "reading/sources.py",
+             "return [loaded.weights[name] / total for name in names]",
+             "return [weight / total for weight in loaded.weights.values()]",
+             ("tests/test_sources.py::test_a_mixture_file_through_train_with_its_initial_weights",)),
+    Mutation("--probe-source train: a dataset not drawn yet gets the largest delta", "train.py",
+             "delta[unseen] = delta[[i for i in range(len(delta)) if i not in unseen]].mean()",
+             "delta[unseen] = delta.max()",
+             ("tests/test_wiring.py::test_a_dataset_not_drawn_yet_gets_the_mean_delta_of_the_others_through_train",)),
+    Mutation("--delta-ema's two weights swapped", "mixture.py",
+             "(self.ema * torch.tensor(before, dtype=torch.float64) + (1.0 - self.ema) * delta)",
+             "((1.0 - self.ema) * torch.tensor(before, dtype=torch.float64) + self.ema * delta)",
+             ("tests/test_mixture.py::test_delta_ema_away_from_one_half_hand_computed",)),
+    Mutation("every rank trains on the same examples (through train.py)", "sampler.py",
+             "        self.next += self.world\n",
+             "        self.next += 1\n",
+             ("tests/test_wiring.py::test_two_ranks_train_on_different_examples",)),
 ]
 
 
@@ -336,7 +365,9 @@ def run(mutation: Mutation, copy: Path, timeout: int) -> tuple[str, float]:
     path.write_text(original.replace(mutation.find, mutation.replace))
     start = time.perf_counter()
     try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+        # one process (-n 0): under pytest-xdist (pytest.ini) a failure stopped by -x exits 2, not 1
+        result = subprocess.run([sys.executable, "-m", "pytest", "-n", "0", "-x", "-q", "-p", "no:cacheprovider",
+                                 *mutation.tests],
                                 cwd=copy, capture_output=True, text=True, timeout=timeout)
         outcome = "survived" if result.returncode == 0 else "caught"
         if result.returncode not in (0, 1):  # collection errors, usage errors: the tests did not run as meant

@@ -63,7 +63,8 @@ def run_module(name: str, work: Path, only: list[str] | None = None) -> dict[str
         else:
             shutil.copy2(source, copy / entry)
     sources = "\n    ".join(entry for entry in COPIED if entry.endswith(".py") or (REPO / entry).is_dir())
-    selection = "\n    ".join(["-x", "-q", "-p", "no:cacheprovider", *tests])
+    # one process (-n 0, not pytest.ini's xdist workers): mutmut runs the tests in its own process
+    selection = "\n    ".join(["-n", "0", "-x", "-q", "-p", "no:cacheprovider", *tests])
     (copy / "setup.cfg").write_text(f"[mutmut]\nsource_paths=\n    {sources}\nonly_mutate=\n    {file}\n"
                                     f"also_copy=\n    pytest.ini\n    data\npytest_add_cli_args_test_selection=\n"
                                     f"    {selection}\n")
