@@ -207,8 +207,8 @@ def reweight(step: int, period: int, model, dev: DevProbe, mix: mixture.Mixture,
     update = mix.update(period, delta, drawn_so_far(step, sampler, stream, args, accelerator), delta_se)
     # from the furthest place any rank has reached in the run's one data order, so that every rank draws each place
     # with the same weights (sampler.py)
-    start = int(accelerator.gather(torch.tensor([sampler.position], device=accelerator.device)).max())
-    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step, start=start)
+    furthest = int(accelerator.gather(torch.tensor([sampler.position], device=accelerator.device)).max())
+    sampler.set_weights(dict(zip(names, update["weights_after"])), at=step, start=furthest)
     record = {
         "step": step, "strategy": args.mix, "names": names,
         "weights_before": before, **update, "weights_after": list(sampler.weights.values()),  # as drawn (normalised)

@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+import time
 
 import pytest
 
@@ -54,8 +55,10 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path):
     """Three datasets and the paper's rule named in full: the written weights are one update from uniform by the
     deltas of the histograms the probe logged, computed here by a second, plain implementation."""
     folder = small_data(tmp_path / "data", names=("a", "b", "c"))
+    started = time.perf_counter()
     out = run_main(tmp_path, "--data", str(folder), "--probe-only", "--out", str(tmp_path / "probe"), "--update", "paper",
                    "--eta", "10", "--c", "0.05", "--distance", "cos", "--agg", "mean", "--layers", "last")
+    elapsed = time.perf_counter() - started
     weights = json.loads((out / "probe_weights.json").read_text())
     assert mixture.initial_weights(str(out / "probe_weights.json"), ["a", "b", "c"], {}) == pytest.approx(list(weights.values()))
     update = json.loads((out / "mixture.jsonl").read_text())
@@ -65,6 +68,7 @@ def test_probe_only_writes_weights_in_init_weights_format(tmp_path):
                      "probe_source", "routing_carried_over", "routing_unseen", "layers", "distance", "agg", "update", "rule", "max_epochs", "eta", "c", "pairwise",
                      "delta", "probe_tokens", "dev_loss", "seconds"}
     assert set(update) == expected_keys
+    assert 0 < update["seconds"] < elapsed  # the probe's own time, within the run's (TensorBoard's probe_seconds)
     histograms = update["histograms"]  # k x L x E counts over every real token, top-k slots each
     config = AutoConfig.from_pretrained(TINY_DIR)
     assert [len(histograms), len(histograms[0]), len(histograms[0][0])] == [3, config.num_hidden_layers, config.num_experts]
