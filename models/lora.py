@@ -58,9 +58,9 @@ def target_names(model: nn.Module, requested: tuple[str, ...], routers: list[tup
 def adapt(model, config):
     """`(peft_model, left_out)`: the model with `config`'s adapters, and the requested targets peft did not adapt.
 
-    peft rewrites the targets of model types whose layout changed in transformers 5 (its v4 compatibility:
-    DeepSeek-V3, ...): there, Linear targets named `gate_proj`/`up_proj`/`down_proj` (shared experts, dense MLPs)
-    are taken for the fused expert parameters and dropped. They are reported rather than silently lost."""
+    peft before 0.22 rewrites the targets of model types whose layout changed in transformers 5 (its v4
+    compatibility: DeepSeek-V3, ...): there, Linear targets named `gate_proj`/`up_proj`/`down_proj` (shared experts,
+    dense MLPs) are taken for the fused expert parameters and dropped. They are reported rather than silently lost."""
     from peft import get_peft_model
 
     requested = set(config.target_modules or []) | set(config.target_parameters or [])

@@ -120,9 +120,10 @@ def test_every_adapted_target_takes_effect_in_every_family(family):
     with torch.no_grad():
         base = model(input_ids=ids).logits
     peft_model, left_out = lora.adapt(model, LoraConfig(r=2, target_modules=modules, target_parameters=parameters or None))
-    # peft's transformers-v4 compatibility takes DeepSeek-V3's shared-expert Linears for fused expert parameters
-    assert left_out == ([f"model.layers.{i}.mlp.shared_experts.{p}_proj" for i in range(2) for p in ("down", "gate", "up")]
-                        if family == "deepseek_v3" else [])
+    # peft 0.21's transformers-v4 compatibility takes DeepSeek-V3's shared-expert Linears for fused expert parameters
+    # and drops them (reported as left out); peft 0.22 adapts them. Either way nothing is lost without a word.
+    shared = [f"model.layers.{i}.mlp.shared_experts.{p}_proj" for i in range(2) for p in ("down", "gate", "up")]
+    assert left_out in (([], shared) if family == "deepseek_v3" else ([],))
     lora_b = {n: p for n, p in peft_model.named_parameters() if "lora_B" in n}
     assert len(lora_b) == len(modules) + len(parameters) - len(left_out)
     with torch.no_grad():
