@@ -523,7 +523,6 @@ def main(args: Args) -> None:
     env = environment(device)
     print(json.dumps(env), flush=True)
     plan = sizes(args, device)
-    torch.set_num_threads(2) if args.dry_run else None
     accelerator = Accelerator(mixed_precision="bf16", cpu=args.dry_run)
     tokenizer = load_tokenizer("tiny")
     report = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}, "environment": env,

@@ -100,7 +100,8 @@ def resolve(args: Args) -> Args:
         args.data = long_mix.write_long_mix(Path(tempfile.mkdtemp(prefix="routemix-long-mix-")))
         args.only = args.only or LONG
     if args.quick:
-        args.repeats, args.warmup, args.steps, args.rows, args.seq_len = 1, 1, 4, 4, 128
+        # two configurations at a time, one thread each: a smoke run should not keep more threads than cores busy
+        args.repeats, args.warmup, args.steps, args.rows, args.seq_len, args.threads = 1, 1, 4, 4, 128, 1
         args.max_wait_s, args.reruns = 0.0, 0
     elif args.child is None and args.steps % PAPER_PROBE_EVERY and any("dynamic" in c for c in args.only or CONFIGS):
         raise SystemExit(f"--steps must be a multiple of {PAPER_PROBE_EVERY} (the paper's probe period)")

@@ -1,6 +1,10 @@
-"""Session settings: `datasets` caches in a temporary folder, so that the many small data folders the tests
-read (sources.py caches each as Arrow) do not pile up in the user's Hugging Face cache; and every shape torch
-compiles flex_attention for is a static one.
+"""Session settings: one torch thread per test process; `datasets` caches in a temporary folder, so that the many
+small data folders the tests read (sources.py caches each as Arrow) do not pile up in the user's Hugging Face cache;
+and every shape torch compiles flex_attention for is a static one.
+
+One thread: the tests' models are tiny, and pytest-xdist already runs one worker per core, each starting train.py
+subprocesses (tests/launch.py gives them one thread too). Two threads per process would put more threads than
+cores on the machine, and OpenMP threads waiting at barriers for a descheduled peer cost more than they gain.
 
 transformers compiles flex_attention once per process with torch.compile's default `dynamic=None`: the second
 shape it sees recompiles with dynamic shapes, and torch 2.13's CPU flex-attention template does not compile with
@@ -11,10 +15,10 @@ import os
 import shutil
 import tempfile
 
-import pytest
 import torch
 import torch._dynamo
 
+torch.set_num_threads(1)
 torch._dynamo.config.automatic_dynamic_shapes = False
 torch._dynamo.config.recompile_limit = 64  # one static compile per shape, never the unfused fallback
 
@@ -26,16 +30,6 @@ if "HF_DATASETS_CACHE" not in os.environ:  # set before any test module imports 
 def pytest_unconfigure(config):
     if _CACHE:
         shutil.rmtree(_CACHE, ignore_errors=True)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and far faster when other processes keep the cores busy
-    (no OpenMP threads waiting at barriers for a descheduled peer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+# One thread, as the test processes have (tests/conftest.py says why).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Small enough for a few seconds per run on 2 CPU cores, big enough for several probes and checkpoints.
 TINY_RUN = ["--micro-batch-size", "4", "--seq-len", "128", "--probe-batches", "1", "--log-every", "1"]
 

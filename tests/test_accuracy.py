@@ -129,7 +129,7 @@ def test_main_scores_stub_answerers_exactly(tmp_path):
     assert result.metrics["accuracy"] == 1.0 and result.metrics["math/correct"] == 4
 
 
-def test_main_on_an_untrained_tiny_model_is_never_right(tmp_path, one_thread):
+def test_main_on_an_untrained_tiny_model_is_never_right(tmp_path):
     """Greedy replies of random weights: a few tokens of noise, no final answer, accuracy exactly 0."""
     data = small_checkable_data(tmp_path / "data")
     tokenizer = load_tokenizer("tiny")

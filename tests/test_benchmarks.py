@@ -17,7 +17,7 @@ from launch import REPO
 
 def test_quick_run_produces_every_row(tmp_path):
     out = tmp_path / "results.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--out", str(out)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

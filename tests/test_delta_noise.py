@@ -159,7 +159,7 @@ def updates_of(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "mixture.jsonl").read_text().splitlines()]
 
 
-def test_train_py_keeps_a_mix_with_nothing_to_find_at_uniform(tmp_path, one_thread):
+def test_train_py_keeps_a_mix_with_nothing_to_find_at_uniform(tmp_path):
     """Four samples of one source. The spread-only rule (--delta-noise 0) moves one of them by more than 0.1 on
     the same probes; the default keeps all four at 0.25 and logs the noise it measured."""
     folder = kinds_data(tmp_path / "data", {f"d{i}": "digits" for i in range(4)})
@@ -172,7 +172,7 @@ def test_train_py_keeps_a_mix_with_nothing_to_find_at_uniform(tmp_path, one_thre
     assert max(abs(w - 0.25) for w in updates_of(out)[0]["weights_after"]) > 0.1
 
 
-def test_train_py_lowers_a_duplicated_pair(tmp_path, one_thread):
+def test_train_py_lowers_a_duplicated_pair(tmp_path):
     """Two samples of the digits source beside three other kinds: each of the pair ends below its uniform 0.2, and
     together below 0.9 of their 0.4. (The untrained routers tell the kinds apart only a few standard errors wide, so
     the default keeps part of the pair's deviation; the synthetic test above has the clear case.)"""

@@ -21,7 +21,6 @@ import routing
 from models import attention, load_model
 from models.families import BalanceLoss
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # Example lengths packed into 2 rows of 16 (row 0: 7 + 9, row 1: 5 + 6 + 5 padding). Positions 10..15 of
 # row 0's second example lie outside GPT-OSS's sliding window of 6 from the first: its layers are covered.

@@ -1,6 +1,6 @@
 """The GPU check's CPU dry run: every section of `benchmarks/gpu_check.py` produces its numbers.
 
-The numbers of a dry run mean nothing (a tiny model on 2 CPU threads); the point is that the script a GPU
+The numbers of a dry run mean nothing (a tiny model on one CPU thread); the point is that the script a GPU
 session runs, with minutes of device time, has run here first. Correctness must pass here too (the same
 checks as on the GPU: packed = separate with a negative control, TargetHead, probe histograms).
 """
@@ -14,7 +14,7 @@ from launch import REPO
 
 
 def test_dry_run_produces_every_section(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(tmp_path)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -21,7 +21,6 @@ from models import TargetHead, attention, load_model
 from models.export import save_final
 from models.families import BalanceLoss
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def fresh_accelerator(**kwargs) -> Accelerator:
