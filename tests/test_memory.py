@@ -22,7 +22,6 @@ from models.export import save_final
 from models.families import BalanceLoss
 
 
-
 def fresh_accelerator(**kwargs) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
